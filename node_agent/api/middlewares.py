@@ -27,13 +27,13 @@ from node_agent.errors import (
     RateLimited,
     ShuttingDown,
 )
-from node_agent.jobs.guardian import IpNetwork
+from node_agent.jobs.guardian import IpAddress, IpNetwork
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-CLIENT_IP = "client_ip"
+CLIENT_IP = web.RequestKey("client_ip", IpAddress)
 UNLIMITED_PATHS = frozenset({"/api/status", "/metrics"})
 
 

@@ -7,6 +7,7 @@ every failure becomes a :class:`ContainerError` whose text says what happened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -56,18 +57,26 @@ class ServiceClient:
             connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
         )
 
-    async def call(self, endpoint: ServiceEndpoint, body: dict[str, Any]) -> Any:
-        """POST the job to the container and return its JSON output."""
+    @contextlib.asynccontextmanager
+    async def _post(
+        self, endpoint: ServiceEndpoint, body: dict[str, Any], timeout: aiohttp.ClientTimeout
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST to ``/service_output``; transport failures become a :class:`ContainerError`
+        that says what happened (the reference stored a timeout as an empty string)."""
         cid = endpoint.container_id
         try:
             async with self._session.post(
                 endpoint.output_url,
                 data=orjson.dumps(body),
                 headers=endpoint.headers(),
-                timeout=aiohttp.ClientTimeout(total=endpoint.timeout),
+                timeout=timeout,
             ) as resp:
-                raw = await resp.read()
-                status = resp.status
+                if not 200 <= resp.status < 300:
+                    raw = await resp.read()
+                    raise ContainerError(
+                        f"container {cid} answered HTTP {resp.status}: {_preview(raw)}"
+                    )
+                yield resp
         except TimeoutError:
             raise ContainerError(
                 f"container {cid} did not answer within {endpoint.timeout:g} s"
@@ -78,42 +87,27 @@ class ServiceClient:
             raise ContainerError(
                 f"container {cid} connection failed: {type(exc).__name__}: {exc}"
             ) from None
-        if not 200 <= status < 300:
-            raise ContainerError(f"container {cid} answered HTTP {status}: {_preview(raw)}")
+
+    async def call(self, endpoint: ServiceEndpoint, body: dict[str, Any]) -> Any:
+        """POST the job to the container and return its JSON output (2xx + JSON only)."""
+        async with self._post(endpoint, body, aiohttp.ClientTimeout(total=endpoint.timeout)) as r:
+            raw = await r.read()
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise ContainerError(
-                f"container {cid} answered with a body that is not JSON: {_preview(raw)}"
+                f"container {endpoint.container_id} answered with a body that is not JSON: "
+                f"{_preview(raw)}"
             ) from None
 
     async def stream(
         self, endpoint: ServiceEndpoint, body: dict[str, Any], *, timeout: float
     ) -> AsyncIterator[bytes]:
         """POST a stream job and yield the container's bytes as they arrive."""
-        cid = endpoint.container_id
-        try:
-            async with self._session.post(
-                endpoint.output_url,
-                data=orjson.dumps(body),
-                headers=endpoint.headers(),
-                timeout=aiohttp.ClientTimeout(total=timeout, sock_read=endpoint.timeout),
-            ) as resp:
-                if not 200 <= resp.status < 300:
-                    raw = await resp.read()
-                    raise ContainerError(
-                        f"container {cid} answered HTTP {resp.status}: {_preview(raw)}"
-                    )
-                async for chunk in resp.content.iter_any():
-                    yield chunk
-        except TimeoutError:
-            raise ContainerError(f"container {cid} stream timed out") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise ContainerError(f"container {cid} is unreachable: {exc.os_error}") from None
-        except aiohttp.ClientError as exc:
-            raise ContainerError(
-                f"container {cid} stream failed: {type(exc).__name__}: {exc}"
-            ) from None
+        limits = aiohttp.ClientTimeout(total=timeout, sock_read=endpoint.timeout)
+        async with self._post(endpoint, body, limits) as resp:
+            async for chunk in resp.content.iter_any():
+                yield chunk
 
     async def resources(
         self, endpoint: ServiceEndpoint, model_id: str | None, timeout: float

@@ -70,26 +70,22 @@ class JobService:
         data: Any,
         requires_proof: bool,
     ) -> str:
-        ticket = self.check(containers, requires_proof, ip)
-        job = self._new_job(client, containers, data, requires_proof, stream=False)
-        try:
-            await self.store.create(job)
-        except BaseException:
-            ticket.release_all()
-            raise
+        job, ticket = await self._accept(client, ip, containers, data, requires_proof, False)
         self.tasks.spawn(self._run(job, ticket), name=f"job-{job.id}")
         return job.id
 
-    def _new_job(
+    async def _accept(
         self,
         client: str,
+        ip: IpAddress,
         containers: Sequence[str],
         data: Any,
         requires_proof: bool,
-        *,
         stream: bool,
-    ) -> Job:
-        return Job(
+    ) -> tuple[Job, Ticket]:
+        """Check, reserve, and commit the job as ``running``; nothing is kept on failure."""
+        ticket = self.check(containers, requires_proof, ip)
+        job = Job(
             id=str(uuid.uuid4()),
             client=client,
             containers=list(containers),
@@ -98,6 +94,12 @@ class JobService:
             stream=stream,
             created_at=self._clock(),
         )
+        try:
+            await self.store.create(job)
+        except BaseException:
+            ticket.release_all()
+            raise
+        return job, ticket
 
     async def _run(self, job: Job, ticket: Ticket | None) -> None:
         def on_result(result: ContainerResult) -> None:
@@ -151,13 +153,7 @@ class JobService:
         requires_proof: bool,
     ) -> tuple[Job, AsyncIterator[bytes]]:
         """Accept a stream job; the caller writes ``<id>\\n`` and then relays the iterator."""
-        ticket = self.check(containers, requires_proof, ip)
-        job = self._new_job(client, containers, data, requires_proof, stream=True)
-        try:
-            await self.store.create(job)
-        except BaseException:
-            ticket.release_all()
-            raise
+        job, ticket = await self._accept(client, ip, containers, data, requires_proof, True)
         return job, self._stream(job, ticket)
 
     async def _stream(self, job: Job, ticket: Ticket) -> AsyncIterator[bytes]:

@@ -74,7 +74,7 @@ async def wait_final(client: Any, job_id: str, seconds: float = 15) -> dict[str,
 async def test_single_chain_batch_and_stream(
     managed: tuple[Daemon, str], ids: dict[str, str]
 ) -> None:
-    daemon, url = managed
+    _daemon, url = managed
     client = load_node_client()(url)
     info = await client.get_info()
     assert {c["id"] for c in info["containers"]} == set(ids.values())

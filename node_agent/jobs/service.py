@@ -220,8 +220,7 @@ class JobService:
         ]
         failed = self.store.fail_interrupted(j for j in interrupted if j not in rerun)
         for job in rerun:
-            job.results.clear()
-            self.store.save(job)
+            self.store.resume(job)
             self.tasks.spawn(self._run(job, None), name=f"job-rerun-{job.id}")
         if interrupted:
             log.warning("jobs_recovered_after_restart", failed=failed, rerun=len(rerun))

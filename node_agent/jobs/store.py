@@ -270,6 +270,13 @@ class JobStore:
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def resume(self, job: Job) -> None:
+        """Take back a job from the previous process to run it again."""
+        job.status = JobStatus.RUNNING
+        job.results.clear()
+        self._live[job.id] = job
+        self.save(job)
+
     def _remember(self, job: Job) -> None:
         self._recent[job.id] = job
         if len(self._recent) > self._recent_cache_size:

@@ -33,7 +33,7 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-CLIENT_IP = web.RequestKey("client_ip", IpAddress)
+CLIENT_IP: web.RequestKey[IpAddress] = web.RequestKey("client_ip")
 UNLIMITED_PATHS = frozenset({"/api/status", "/metrics"})
 
 

@@ -258,9 +258,9 @@ contract DelegationTest is Fixture {
 
         // A second node uses the same signature: resolves to the same subscription.
         deliverSigned(NODE_2, sub, NONCE, 1, "second");
+        vm.snapshotGasLastCall("deliverComputeDelegatee_existing");
         vm.assertEq(coordinator.id(), 2, "one subscription");
         vm.assertEq(coordinator.redundancyCount(countKey(1, 1)), 2, "two deliveries");
-        vm.snapshotGasLastCall("deliverComputeDelegatee_existing");
     }
 
     function test_DeliverDelegatee_RecurringKeepsWorkingAfterExpiry() public {

@@ -190,12 +190,15 @@ async def _deploy_from_cli(args: argparse.Namespace, key: str) -> dict[str, Any]
     if not args.no_build:
         await asyncio.to_thread(build_contracts)
     w3 = AsyncWeb3(AsyncHTTPProvider(args.rpc_url, request_kwargs={"timeout": 30}))
-    deployment = await deploy_contracts(w3, key)
-    result: dict[str, Any] = deployment.to_dict()
-    if args.examples:
-        signer = args.delegate_signer or Account.from_key(key).address
-        examples = await deploy_examples(w3, key, deployment.registry, delegate_signer=signer)
-        result["examples"] = examples.to_dict()
+    try:
+        deployment = await deploy_contracts(w3, key)
+        result: dict[str, Any] = deployment.to_dict()
+        if args.examples:
+            signer = args.delegate_signer or Account.from_key(key).address
+            examples = await deploy_examples(w3, key, deployment.registry, delegate_signer=signer)
+            result["examples"] = examples.to_dict()
+    finally:
+        await w3.provider.disconnect()
     return result
 
 

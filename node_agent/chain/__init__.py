@@ -1,0 +1,1 @@
+"""On-chain side of the agent: Coordinator deployment, subscriptions, deliveries."""

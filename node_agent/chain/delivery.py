@@ -69,6 +69,7 @@ class Sender:
         self.policy = policy
         self.chain_id = chain_id
         self.nonces = NonceManager(lambda: rpc.nonce(key.address), journal.max_nonce)
+        self._last_broadcast: dict[str, float] = {}
 
     async def estimate(self, to: str, data: bytes, allowed_errors: tuple[str, ...] = ()) -> int:
         """Simulate and size the gas; raises Reverted (known errors decoded by name)."""
@@ -134,6 +135,7 @@ class Sender:
         )
 
     async def _broadcast(self, record: jr.TxRecord) -> None:
+        self._last_broadcast[record.tx_hash] = time.monotonic()
         try:
             await self.rpc.send_raw(record.raw)
         except RequestRejected as exc:
@@ -162,6 +164,9 @@ class Sender:
             # Lost (crash before broadcast, dropped from the mempool, reorged out): send again.
             if await self.rpc.nonce(self.key.address, "latest") > latest.nonce:
                 return None  # nonce used; a receipt for one of our hashes will show up
+            last = self._last_broadcast.get(latest.tx_hash)
+            if last is not None and time.monotonic() - last < min(self.policy.stuck_after, 5.0):
+                return None
             log.info("delivery_rebroadcast", tx=latest.tx_hash, nonce=latest.nonce)
             await self._broadcast(latest)
             return None

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.chain
 ZERO = "0x" + "00" * 20
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < deadline:
         if await check():
             return
@@ -131,7 +131,7 @@ async def test_rpc_outage_is_survived(
         assert node.status()["rpc_failures"] > 0
         assert await deliveries(consumer) == 0
         await proxy.start()  # same port again
-        await eventually(lambda: _equals(deliveries(consumer), 1), timeout=40)
+        await eventually(lambda: _equals(deliveries(consumer), 1), within=40)
     finally:
         await node.stop(1)
         await proxy.cut()

@@ -134,6 +134,19 @@ class ChainService:
         await self.rpc.close()
         await self.journal.close()
 
+    @property
+    def address(self) -> str:
+        return self.key.address if self.key else ""
+
+    def pending_count(self) -> int:
+        """On-chain work in progress: deliveries being computed or sent + delegated waiting."""
+        return len(self._inflight) + len(self._delegated)
+
+    def health(self) -> dict[str, Any]:
+        """For /health: degraded while not connected or when the head is not advancing."""
+        status = "ok" if self._ready.is_set() and self.head is not None else "degraded"
+        return {"status": status, **self.status()}
+
     def status(self) -> dict[str, Any]:
         synced = self.sync.synced_block if self.sync else None
         return {
@@ -642,3 +655,10 @@ def _parse_delegated(body: Mapping[str, Any], containers: tuple[str, ...]) -> _D
         data=body.get("data"),
         containers=containers,
     )
+
+
+def create_chain_service(
+    config: Config, state_dir: Path, runner: JobRunner, policies: Any = None
+) -> ChainService:
+    """Factory the daemon calls (``policies`` is accepted for the daemon's signature, unused)."""
+    return ChainService(config, state_dir, runner)

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from node_agent.chain.settings import OnchainConfig
 from node_agent.errors import ConfigError
 
 # Docker container names: the id is also the managed container's name.
@@ -349,6 +350,7 @@ class Config(_Model):
     agent: AgentConfig = AgentConfig()
     jobs: JobsConfig = JobsConfig()
     runtime: ContainersRuntimeConfig = ContainersRuntimeConfig()
+    onchain: OnchainConfig = OnchainConfig()
 
     @model_validator(mode="after")
     def _containers_consistent(self) -> Config:

@@ -77,6 +77,9 @@ class ChainService:
         self.chain_id: int | None = None
         self.head: int | None = None
         self.head_time: int | None = None
+        # Highest block whose subscriptions were all known when a scheduling pass finished.
+        self.scheduled_block: int | None = None
+        self._known_block: int | None = None
         self.last_error: str | None = None
         self._subs: dict[int, Subscription] = {}
         self._chains: dict[int, tuple[str, ...]] = {}
@@ -158,6 +161,7 @@ class ChainService:
             "head": self.head,
             "synced_block": synced,
             "lag": None if self.head is None or synced is None else max(self.head - synced, 0),
+            "scheduled_block": self.scheduled_block,
             "tracked_subscriptions": len(self._subs),
             "delegated_subscriptions": len(self._delegated),
             "deliveries_in_flight": len(self._inflight),
@@ -226,10 +230,13 @@ class ChainService:
         self._spawn("chain-schedule", self._schedule_loop, restart=True)
         self._spawn("chain-confirm", self._confirm_loop, restart=True)
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait ``seconds`` or until woken; True when woken (new subscriptions, new work)."""
+        woken = False
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            woken = await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
+        return woken
 
     # --- loops ---------------------------------------------------------------------------
 
@@ -240,19 +247,25 @@ class ChainService:
             for sub_id, sub, chain in await self.sync.step():
                 self._subs.setdefault(sub_id, sub)
                 self._chains.setdefault(sub_id, chain)
+            self._known_block = self.sync.synced_block
             self._wake.set()
             await asyncio.sleep(period)
 
     async def _schedule_loop(self) -> None:
         period = self.chain.snapshot_sync.sync_period
         last_block = -1
+        woken = True
         while not self._stopping.is_set():
             number, now, _ = await self.rpc.head()
             self.head, self.head_time = number, now
-            if number != last_block or self._wake.is_set():
+            if number != last_block or woken or self._wake.is_set():
                 last_block = number
+                known = self._known_block
+                self._wake.clear()
                 await self._schedule(now)
-            await self._sleep(period)
+                if known is not None:
+                    self.scheduled_block = min(number, known)
+            woken = await self._sleep(period)
 
     async def _schedule(self, now: int) -> None:
         """One pass: drop finished subscriptions, start the due deliveries."""
@@ -563,7 +576,8 @@ class ChainService:
             raise Overloaded("Too many pending delegated subscriptions")
         stored = dict(body)
         stored["subscription"] = dict(body["subscription"])
-        await self.journal.add_delegated(d.owner, d.nonce, stored, chain)
+        if not await self.journal.add_delegated(d.owner, d.nonce, stored, chain):
+            return  # (owner, nonce) seen before: pending, delivered or created on-chain
         self._delegated[d.key] = d
         log.info(
             "delegated_subscription_accepted",

@@ -5,10 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,71 +16,26 @@ from aiohttp import web
 from eth_account import Account
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
+from node_agent.chain.devnet import (
+    DELEGATE_SIGNER_KEY,
+    DEPLOYER_KEY,
+    NODE_KEYS,
+    Anvil,
+    start_anvil,
+)
+from node_agent.chain.tools import build_contracts
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "contracts" / "out"
 # anvil's well-known test keys (mnemonic "test test ... junk"), accounts 0-3
-KEYS = [
-    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9ad4a6f62fb0a",
-    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-]
-
-
-def find_anvil() -> str | None:
-    candidates = [
-        ROOT / "contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
-        Path("/tmp/chaintools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"),
-    ]
-    for path in candidates:
-        if path.exists():
-            return str(path)
-    return shutil.which("anvil")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Anvil:
-    def __init__(self, binary: str, port: int) -> None:
-        self.binary = binary
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, *extra: str) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--host", "127.0.0.1", "--port", str(self.port), "--silent", *extra],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.02)
-        raise RuntimeError("anvil did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(5)
-            self.proc = None
+KEYS = [DEPLOYER_KEY, *NODE_KEYS, DELEGATE_SIGNER_KEY]
 
 
 @pytest.fixture
 def anvil() -> Iterator[Anvil]:
-    binary = find_anvil()
-    if binary is None or not (OUT / "Coordinator.sol" / "Coordinator.json").exists():
-        pytest.skip(
-            "needs anvil and compiled contracts (scripts/setup-chain-tools.sh, forge build)"
-        )
-    node = Anvil(binary, free_port())
-    node.start()
+    """A fresh anvil per test (installs the npm toolchain and builds the contracts if needed)."""
+    build_contracts()
+    node = start_anvil()
     yield node
     node.stop()
 

@@ -105,7 +105,11 @@ class ChainService:
         """Open local state and start the loops; RPC trouble never makes this fail."""
         assert self.chain.wallet is not None
         await self.journal.open()
-        self.key = await load_key(self.chain.wallet)
+        try:
+            self.key = await load_key(self.chain.wallet)
+        except Exception:
+            await self.journal.close()
+            raise
         self._handled = await self.journal.load_handled(self.onchain.max_attempts)
         for sub_id, data, chain in await self.journal.load_subscriptions():
             self._subs[sub_id] = Subscription.from_json(data)
@@ -671,8 +675,6 @@ def _parse_delegated(body: Mapping[str, Any], containers: tuple[str, ...]) -> _D
     )
 
 
-def create_chain_service(
-    config: Config, state_dir: Path, runner: JobRunner, policies: Any = None
-) -> ChainService:
-    """Factory the daemon calls (``policies`` is accepted for the daemon's signature, unused)."""
+def create_chain_service(config: Config, state_dir: Path, runner: JobRunner) -> ChainService:
+    """Factory the daemon calls (it imports this module only when the chain is enabled)."""
     return ChainService(config, state_dir, runner)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,22 @@ def anvil() -> Iterator[Anvil]:
     node = start_anvil()
     yield node
     node.stop()
+
+
+# Generous: the machine may be loaded by other suites. Polls end as soon as the condition holds.
+WITHIN = 90.0
+PERIOD = 600  # long intervals: block time never crosses an interval by accident under load
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float = WITHIN, what: str = "condition"
+) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} not met within {within} s")
 
 
 def artifact(name: str) -> dict[str, Any]:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from chain_support import KEYS, Deployment, HttpRunner, TcpProxy, node_config
+from chain_support import (
+    KEYS,
+    PERIOD,
+    Deployment,
+    HttpRunner,
+    TcpProxy,
+    eventually,
+    node_config,
+)
 from eth_abi.abi import decode
 from eth_account import Account
 
@@ -19,22 +26,6 @@ from tests.support.infernet_client import load_subscription_class
 
 pytestmark = pytest.mark.chain
 ZERO = "0x" + "00" * 20
-
-
-# Generous: the machine may be loaded by other suites. Polls end as soon as the condition holds.
-WITHIN = 90.0
-PERIOD = 600  # long intervals: block time never crosses an interval by accident under load
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], within: float = WITHIN, what: str = "condition"
-) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not met within {within} s")
 
 
 async def settle(node: ChainService, dep: Deployment) -> None:

@@ -17,6 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from eth_account import Account
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from node_agent.chain.deploy import Deployment, ExampleConsumers, deploy_contracts, deploy_examples
 from node_agent.chain.tools import find_tool
 
 DEPLOYER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -100,3 +104,25 @@ def running_anvil(*extra_args: str) -> Iterator[Anvil]:
         yield anvil
     finally:
         anvil.stop()
+
+
+async def deploy_devnet(
+    url: str, subscription_inputs: bytes = b""
+) -> tuple[Deployment, ExampleConsumers]:
+    """Deploy the contract set and the example consumers from the deployer key.
+
+    The delegator example accepts signatures of ``DELEGATE_SIGNER_KEY``. Needs ``forge build``.
+    """
+    w3 = AsyncWeb3(AsyncHTTPProvider(url, request_kwargs={"timeout": 30}))
+    try:
+        deployment = await deploy_contracts(w3, DEPLOYER_KEY)
+        examples = await deploy_examples(
+            w3,
+            DEPLOYER_KEY,
+            deployment.registry,
+            delegate_signer=Account.from_key(DELEGATE_SIGNER_KEY).address,
+            subscription_inputs=subscription_inputs,
+        )
+    finally:
+        await w3.provider.disconnect()
+    return deployment, examples

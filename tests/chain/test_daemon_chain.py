@@ -23,14 +23,14 @@ from eth_account import Account
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract import AsyncContract
 
-from node_agent.chain.deploy import (
-    Deployment,
-    ExampleConsumers,
-    deploy_contracts,
-    deploy_examples,
-    load_artifact,
+from node_agent.chain.deploy import Deployment, ExampleConsumers, load_artifact
+from node_agent.chain.devnet import (
+    DELEGATE_SIGNER_KEY,
+    DEPLOYER_KEY,
+    NODE_KEYS,
+    Anvil,
+    deploy_devnet,
 )
-from node_agent.chain.devnet import DELEGATE_SIGNER_KEY, DEPLOYER_KEY, NODE_KEYS, Anvil
 from tests.support.agent import running_agent
 from tests.support.anvil import advance_time, transact
 from tests.support.infernet_client import load_node_client, load_subscription_class
@@ -54,15 +54,8 @@ class Devnet:
 
 @pytest.fixture
 async def devnet(anvil: Anvil) -> AsyncIterator[Devnet]:
+    deployment, examples = await deploy_devnet(anvil.url, subscription_inputs=b"hi")
     w3 = AsyncWeb3(AsyncHTTPProvider(anvil.url, request_kwargs={"timeout": 30}))
-    deployment = await deploy_contracts(w3, DEPLOYER_KEY)
-    examples = await deploy_examples(
-        w3,
-        DEPLOYER_KEY,
-        deployment.registry,
-        delegate_signer=Account.from_key(DELEGATE_SIGNER_KEY).address,
-        subscription_inputs=b"hi",
-    )
     yield Devnet(anvil, w3, deployment, examples)
     await w3.provider.disconnect()
 

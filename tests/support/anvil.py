@@ -21,8 +21,6 @@ from web3.types import TxReceipt
 from node_agent.chain.deploy import (
     Deployment,
     ExampleConsumers,
-    deploy_contracts,
-    deploy_examples,
     load_artifact,
 )
 from node_agent.chain.devnet import (
@@ -30,6 +28,7 @@ from node_agent.chain.devnet import (
     DEPLOYER_KEY,
     NODE_KEYS,
     Anvil,
+    deploy_devnet,
     running_anvil,
     start_anvil,
 )
@@ -64,22 +63,7 @@ def deploy_all(anvil: Anvil, subscription_inputs: bytes = b"hello") -> DeployedC
     """forge build (cached) and deploy the whole set plus example consumers to ``anvil``."""
     build_contracts()
 
-    async def _deploy() -> tuple[Deployment, ExampleConsumers]:
-        w3 = AsyncWeb3(AsyncHTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
-        try:
-            deployment = await deploy_contracts(w3, DEPLOYER_KEY)
-            examples = await deploy_examples(
-                w3,
-                DEPLOYER_KEY,
-                deployment.registry,
-                delegate_signer=Account.from_key(DELEGATE_SIGNER_KEY).address,
-                subscription_inputs=subscription_inputs,
-            )
-        finally:
-            await w3.provider.disconnect()
-        return deployment, examples
-
-    deployment, examples = asyncio.run(_deploy())
+    deployment, examples = asyncio.run(deploy_devnet(anvil.url, subscription_inputs))
     return DeployedChain(anvil=anvil, deployment=deployment, examples=examples)
 
 

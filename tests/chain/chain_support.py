@@ -23,6 +23,7 @@ from node_agent.chain.devnet import (
     Anvil,
     start_anvil,
 )
+from node_agent.chain.service import ChainService
 from node_agent.chain.tools import build_contracts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,8 +57,10 @@ async def eventually(
     raise AssertionError(f"{what} not met within {within} s")
 
 
-def artifact(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((OUT / f"{name}.sol" / f"{name}.json").read_text())
+def artifact(name: str, source: str | None = None) -> dict[str, Any]:
+    """forge's artifact of contract ``name`` (from ``source``.sol, by default ``name``.sol)."""
+    path = OUT / f"{source or name}.sol" / f"{name}.json"
+    data: dict[str, Any] = json.loads(path.read_text())
     return data
 
 
@@ -75,8 +78,8 @@ class Chain:
         assert receipt["status"] == 1, receipt
         return dict(receipt)
 
-    async def deploy(self, name: str, *args: Any) -> Any:
-        data = artifact(name)
+    async def deploy(self, name: str, *args: Any, source: str | None = None) -> Any:
+        data = artifact(name, source)
         factory = self.w3.eth.contract(abi=data["abi"], bytecode=data["bytecode"]["object"])
         tx = await factory.constructor(*args).build_transaction({"from": self.account.address})
         receipt = await self.transact(tx)
@@ -250,6 +253,7 @@ def node_config(registry: str, key: str, rpc_url: str, state: Path, **chain: Any
             {"id": "echo", "url": "http://unused"},
             {"id": "second", "url": "http://unused"},
             {"id": "broken", "url": "http://unused"},
+            {"id": "hostile", "url": "http://unused"},
             {
                 "id": "restricted",
                 "url": "http://unused",
@@ -270,6 +274,57 @@ def node_config(registry: str, key: str, rpc_url: str, state: Path, **chain: Any
         "onchain": {"stuck_after_seconds": 2.0},
     }
     return parse_config(raw)
+
+
+# --- helpers for tests that drive a ChainService -------------------------------------------
+
+
+async def settle(node: ChainService, dep: Deployment) -> None:
+    """Wait until the node has seen the current head, scheduled it, and has no work left.
+
+    Replaces "sleep a while, then assert nothing happened": once settled, anything the node
+    would do about the current chain state has been done.
+    """
+
+    async def settled() -> bool:
+        head = await dep.chain.w3.eth.block_number
+        status = node.status()
+        scheduled = status["scheduled_block"]
+        if scheduled is None or scheduled < head or status["deliveries_in_flight"]:
+            return False
+        return not await node.journal.unconfirmed()
+
+    await eventually(settled, what="node settled")
+
+
+async def start_node(
+    dep: Deployment, runner: HttpRunner, key: str, state: Path, rpc_url: str | None = None
+) -> ChainService:
+    url = rpc_url or str(dep.chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    address = Account.from_key(key).address
+    await dep.chain.w3.provider.make_request(  # type: ignore[arg-type]
+        "anvil_setBalance", [address, hex(10**20)]
+    )
+    config = node_config(dep.registry.address, key, url, state)
+    service = ChainService(config, state, runner)
+    await service.start()
+    return service
+
+
+async def subscription_consumer(dep: Deployment, inputs: bytes = b"\x01\x02") -> Any:
+    return await dep.chain.deploy("ExampleSubscriptionConsumer", dep.registry.address, inputs)
+
+
+async def deliveries(consumer: Any) -> int:
+    return int(await consumer.functions.deliveryCount().call())
+
+
+async def equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
+
+
+async def is_true(value: object) -> bool:
+    return bool(value)
 
 
 os.environ.setdefault("PYTHONASYNCIODEBUG", "0")

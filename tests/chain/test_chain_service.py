@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -14,58 +13,22 @@ from chain_support import (
     Deployment,
     HttpRunner,
     TcpProxy,
+    deliveries,
+    equals,
     eventually,
-    node_config,
+    is_true,
+    settle,
+    start_node,
+    subscription_consumer,
 )
 from eth_abi.abi import decode
 from eth_account import Account
 
-from node_agent.chain.service import ChainService
 from node_agent.errors import AccessDenied, BadRequest, GuardianRejection
 from tests.support.infernet_client import load_subscription_class
 
 pytestmark = pytest.mark.chain
 ZERO = "0x" + "00" * 20
-
-
-async def settle(node: ChainService, dep: Deployment) -> None:
-    """Wait until the node has seen the current head, scheduled it, and has no work left.
-
-    Replaces "sleep a while, then assert nothing happened": once settled, anything the node
-    would do about the current chain state has been done.
-    """
-
-    async def settled() -> bool:
-        head = await dep.chain.w3.eth.block_number
-        status = node.status()
-        scheduled = status["scheduled_block"]
-        if scheduled is None or scheduled < head or status["deliveries_in_flight"]:
-            return False
-        return not await node.journal.unconfirmed()
-
-    await eventually(settled, what="node settled")
-
-
-async def start_node(
-    dep: Deployment, runner: HttpRunner, key: str, state: Path, rpc_url: str | None = None
-) -> ChainService:
-    url = rpc_url or str(dep.chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
-    address = Account.from_key(key).address
-    await dep.chain.w3.provider.make_request(  # type: ignore[arg-type]
-        "anvil_setBalance", [address, hex(10**20)]
-    )
-    config = node_config(dep.registry.address, key, url, state)
-    service = ChainService(config, state, runner)
-    await service.start()
-    return service
-
-
-async def subscription_consumer(dep: Deployment, inputs: bytes = b"\x01\x02") -> Any:
-    return await dep.chain.deploy("ExampleSubscriptionConsumer", dep.registry.address, inputs)
-
-
-async def deliveries(consumer: Any) -> int:
-    return int(await consumer.functions.deliveryCount().call())
 
 
 async def test_recurring_subscription_each_interval_once(
@@ -76,11 +39,11 @@ async def test_recurring_subscription_each_interval_once(
     await dep.chain.call_fn(consumer.functions.createSubscription("echo", 2, PERIOD, 1, False))
     node = await start_node(dep, service_container, KEYS[1], tmp_path)
     try:
-        await eventually(lambda: _is(node.status()["tracked_subscriptions"] == 1))
+        await eventually(lambda: is_true(node.status()["tracked_subscriptions"] == 1))
         await settle(node, dep)
         assert await deliveries(consumer) == 0  # not active yet
         await dep.chain.advance(PERIOD + 1)
-        await eventually(lambda: _equals(deliveries(consumer), 1))
+        await eventually(lambda: equals(deliveries(consumer), 1))
         record = await consumer.functions.getDelivery(1, 1).call()
         assert record[0] == Account.from_key(KEYS[1]).address
         (text,) = decode(["string"], record[3])
@@ -88,9 +51,9 @@ async def test_recurring_subscription_each_interval_once(
         call = service_container.calls[0]
         assert (call["source"], call["destination"], call["data"]) == (0, 0, "0102")
         await dep.chain.advance(PERIOD)
-        await eventually(lambda: _equals(deliveries(consumer), 2))
+        await eventually(lambda: equals(deliveries(consumer), 2))
         await dep.chain.advance(PERIOD)  # past the last interval
-        await eventually(lambda: _is(node.status()["tracked_subscriptions"] == 0))
+        await eventually(lambda: is_true(node.status()["tracked_subscriptions"] == 0))
         await settle(node, dep)
         assert await deliveries(consumer) == 2
         assert node.status()["lag"] == 0
@@ -108,7 +71,7 @@ async def test_redundancy_two_nodes_and_restart_never_redelivers(
     first = await start_node(dep, service_container, KEYS[1], tmp_path / "a")
     second = await start_node(dep, service_container, KEYS[2], tmp_path / "b")
     try:
-        await eventually(lambda: _equals(deliveries(consumer), 2))
+        await eventually(lambda: equals(deliveries(consumer), 2))
         await settle(first, dep)
         await settle(second, dep)
         assert await deliveries(consumer) == 2
@@ -122,7 +85,7 @@ async def test_redundancy_two_nodes_and_restart_never_redelivers(
         assert len(service_container.calls) == calls_before  # nothing recomputed
         assert await dep.chain.w3.eth.get_transaction_count(Account.from_key(KEYS[1]).address) == 1
         await dep.chain.advance(PERIOD)
-        await eventually(lambda: _equals(deliveries(consumer), 4))
+        await eventually(lambda: equals(deliveries(consumer), 4))
         assert await dep.chain.w3.eth.get_transaction_count(Account.from_key(KEYS[1]).address) == 2
     finally:
         await again.stop(1)
@@ -140,17 +103,17 @@ async def test_rpc_outage_is_survived(
     )
     consumer = await subscription_consumer(dep)
     try:
-        await eventually(lambda: _is(node.status()["ready"]))
+        await eventually(lambda: is_true(node.status()["ready"]))
         await proxy.cut()
         await dep.chain.call_fn(consumer.functions.createSubscription("echo", 1, PERIOD, 1, False))
         await dep.chain.advance(PERIOD + 1)
         await eventually(
-            lambda: _is(node.status()["rpc_failures"] > 0 and node.status()["last_error"]),
+            lambda: is_true(node.status()["rpc_failures"] > 0 and node.status()["last_error"]),
             what="RPC failures noticed",
         )
         assert await deliveries(consumer) == 0
         await proxy.start()  # same port again
-        await eventually(lambda: _equals(deliveries(consumer), 1))
+        await eventually(lambda: equals(deliveries(consumer), 1))
         assert node.status()["ready"]
     finally:
         await node.stop(1)
@@ -168,7 +131,7 @@ async def test_delegated_subscription_checked_before_reply_and_delivered(
     )
     node = await start_node(dep, service_container, KEYS[1], tmp_path)
     try:
-        await eventually(lambda: _is(node.status()["ready"]))
+        await eventually(lambda: is_true(node.status()["ready"]))
         now = await dep.chain.now()
         chain_id = await dep.chain.w3.eth.chain_id
 
@@ -217,10 +180,10 @@ async def test_delegated_subscription_checked_before_reply_and_delivered(
         good = body(["echo"])
         assert not good["subscription"]["containers"].startswith("0x")  # hexbytes >= 1
         await node.accept_delegated(good, "127.0.0.1")
-        await eventually(lambda: _equals(deliveries(consumer), 1))
+        await eventually(lambda: equals(deliveries(consumer), 1))
         call = service_container.calls[-1]
         assert (call["source"], call["destination"], call["data"]) == (1, 0, {"prompt": "hello"})
-        await eventually(lambda: _is(node.status()["delegated_subscriptions"] == 0))
+        await eventually(lambda: is_true(node.status()["delegated_subscriptions"] == 0))
         await node.accept_delegated(
             dict(
                 good,
@@ -243,11 +206,3 @@ def _rkey(sub_id: int, interval: int) -> bytes:
     from eth_utils.crypto import keccak
 
     return keccak(encode(["uint32", "uint32"], [sub_id, interval]))
-
-
-async def _equals(value: Awaitable[int], expected: int) -> bool:
-    return await value == expected
-
-
-async def _is(value: object) -> bool:
-    return bool(value)

@@ -30,14 +30,14 @@ from typing import Any
 
 import aiohttp
 import yaml
-from eth_abi.abi import decode, encode
+from eth_abi.abi import decode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils.crypto import keccak
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract import AsyncContract
 from web3.contract.async_contract import AsyncContractFunction
 
+from node_agent.chain import eip712
 from node_agent.chain.deploy import load_artifact
 from node_agent.chain.devnet import (
     DELEGATE_SIGNER_KEY,
@@ -47,6 +47,7 @@ from node_agent.chain.devnet import (
     deploy_devnet,
     start_anvil,
 )
+from node_agent.chain.subscription import Subscription
 from node_agent.chain.tools import build_contracts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,59 +92,28 @@ async def send(w3: AsyncWeb3[Any], key: str, call: AsyncContractFunction) -> str
 def delegated_body(
     owner: str, chain_id: int, coordinator: str, now: int, key: str, nonce: int
 ) -> dict[str, Any]:
-    """The JSON infernet-client 1.4.0 POSTs for a delegated subscription, signed the same way."""
-    containers_hash = keccak(encode(["string"], [CONTAINER]))
-    sub = {
-        "owner": owner,
-        "activeAt": now,
-        "period": 0,
-        "frequency": 1,
-        "redundancy": 1,
-        "containerId": containers_hash,
-        "lazy": False,
-        "verifier": ZERO,
-        "paymentAmount": 0,
-        "paymentToken": ZERO,
-        "wallet": ZERO,
-    }
+    """The JSON infernet-client 1.4.0 POSTs for a delegated subscription, signed the same way
+    (the same EIP-712 typed data; tests/chain checks it against the client's own code)."""
+    sub = Subscription(
+        owner=owner,
+        active_at=now,
+        period=0,
+        frequency=1,
+        redundancy=1,
+        container_id=eip712.container_set_hash([CONTAINER]),
+        lazy=False,
+        verifier=ZERO,
+        payment_amount=0,
+        payment_token=ZERO,
+        wallet=ZERO,
+    )
     expiry = now + 3600
-    typed = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "DelegateSubscription": [
-                {"name": "nonce", "type": "uint32"},
-                {"name": "expiry", "type": "uint32"},
-                {"name": "sub", "type": "Subscription"},
-            ],
-            "Subscription": [
-                {"name": "owner", "type": "address"},
-                {"name": "activeAt", "type": "uint32"},
-                {"name": "period", "type": "uint32"},
-                {"name": "frequency", "type": "uint32"},
-                {"name": "redundancy", "type": "uint16"},
-                {"name": "containerId", "type": "bytes32"},
-                {"name": "lazy", "type": "bool"},
-                {"name": "verifier", "type": "address"},
-                {"name": "paymentAmount", "type": "uint256"},
-                {"name": "paymentToken", "type": "address"},
-                {"name": "wallet", "type": "address"},
-            ],
-        },
-        "primaryType": "DelegateSubscription",
-        "domain": {
-            "name": "InfernetCoordinator",
-            "version": "1",
-            "chainId": chain_id,
-            "verifyingContract": coordinator,
-        },
-        "message": {"nonce": nonce, "expiry": expiry, "sub": sub},
-    }
+    typed = eip712.typed_data(
+        sub, nonce=nonce, expiry=expiry, chain_id=chain_id, coordinator=coordinator
+    )
     signed = Account.sign_message(encode_typed_data(full_message=typed), key)
+    wire = sub.to_json()
+    wire["containers"] = wire.pop("container_id").removeprefix("0x")  # as the client sends it
     return {
         "signature": {
             "nonce": nonce,
@@ -152,19 +122,7 @@ def delegated_body(
             "r": int(signed.r),
             "s": int(signed.s),
         },
-        "subscription": {
-            "owner": owner,
-            "active_at": now,
-            "period": 0,
-            "frequency": 1,
-            "redundancy": 1,
-            "containers": containers_hash.hex(),
-            "lazy": False,
-            "verifier": ZERO,
-            "payment_amount": 0,
-            "payment_token": ZERO,
-            "wallet": ZERO,
-        },
+        "subscription": wire,
         "data": {"prompt": "hello from a delegated subscription"},
     }
 

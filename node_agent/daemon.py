@@ -152,8 +152,11 @@ class Daemon:
             # Local only (state file, key); RPC trouble is handled by the service's own loops.
             await chain.start()
         except Exception as exc:
-            reason = exc.error if isinstance(exc, NodeAgentError) else type(exc).__name__
-            log.error("chain_start_failed", error=reason, exc_info=exc)
+            if isinstance(exc, NodeAgentError):  # its message is written to be shown
+                reason, trace = exc.error, None
+            else:
+                reason, trace = type(exc).__name__, exc
+            log.error("chain_start_failed", error=reason, exc_info=trace)
             ctx.health_checks["chain"] = lambda: {"status": "unhealthy", "reason": reason}
             return
         self.chain = chain

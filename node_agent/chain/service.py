@@ -304,7 +304,8 @@ class ChainService:
                 self._start(key, interval, self._deliver_delegated(delegated, interval))
 
     def _is_done(self, sub_id: int, interval: int) -> bool:
-        return (f"s:{sub_id}", interval) in self._handled
+        job = (f"s:{sub_id}", interval)
+        return job in self._handled or job in self._inflight
 
     async def _redundancy_counts(self, work: list[scheduler.Due]) -> list[int]:
         assert self.sync is not None
@@ -328,7 +329,8 @@ class ChainService:
 
     def _start(self, key: str, interval: int, work: Awaitable[None]) -> None:
         job = (key, interval)
-        if job in self._inflight or self._stopping.is_set():
+        # Re-checked here: a delivery may have finished while this pass awaited the RPC.
+        if job in self._inflight or job in self._handled or self._stopping.is_set():
             if asyncio.iscoroutine(work):
                 work.close()
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from chain_support import (
     equals,
     eventually,
     is_true,
+    node_config,
     settle,
     start_node,
     subscription_consumer,
@@ -24,6 +26,7 @@ from chain_support import (
 from eth_abi.abi import decode
 from eth_account import Account
 
+from node_agent.chain.service import ChainService
 from node_agent.errors import AccessDenied, BadRequest, GuardianRejection
 from tests.support.infernet_client import load_subscription_class
 
@@ -206,3 +209,24 @@ def _rkey(sub_id: int, interval: int) -> bytes:
     from eth_utils.crypto import keccak
 
     return keccak(encode(["uint32", "uint32"], [sub_id, interval]))
+
+
+async def test_a_delivery_finished_during_a_pass_is_not_started_again(
+    service_container: HttpRunner, tmp_path: Path
+) -> None:
+    """A pass picks candidates, awaits the redundancy RPC, then starts deliveries; one that
+    finished meanwhile (journaled, handled) must not start again (it did, under CPU load)."""
+    config = node_config(ZERO, KEYS[1], "http://127.0.0.1:9", tmp_path)
+    node = ChainService(config, tmp_path, service_container)
+    ran: list[str] = []
+
+    async def deliver(name: str) -> None:
+        ran.append(name)
+
+    node._handled.add(("s:1", 1))
+    node._start("s:1", 1, deliver("again"))
+    node._start("s:1", 2, deliver("next interval"))
+    assert ("s:1", 1) not in node._inflight
+    assert node._is_done(1, 2)  # in flight counts as done when picking candidates
+    await asyncio.gather(*node._inflight.values())
+    assert ran == ["next interval"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from node_agent.errors import ContainerError
 
@@ -25,23 +26,30 @@ def _preview(body: bytes) -> str:
 
 
 class ServiceEndpoint:
-    """Where one container answers, and how to authenticate to it."""
+    """Where one container answers, and how to authenticate to it.
 
-    __slots__ = ("bearer", "container_id", "output_url", "resources_url", "timeout")
+    URLs, headers and the timeout are built once here, not on every job.
+    """
+
+    __slots__ = (
+        "call_timeout",
+        "container_id",
+        "headers",
+        "output_url",
+        "resources_url",
+        "timeout",
+    )
 
     def __init__(self, container_id: str, base_url: str, bearer: str | None, timeout: float):
         base = base_url.rstrip("/")
         self.container_id = container_id
-        self.output_url = f"{base}/service_output"
-        self.resources_url = f"{base}/service-resources"
-        self.bearer = bearer
+        self.output_url = URL(f"{base}/service_output")
+        self.resources_url = URL(f"{base}/service-resources")
         self.timeout = timeout
-
-    def headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self.bearer:
-            headers["Authorization"] = f"Bearer {self.bearer}"
-        return headers
+        self.call_timeout = aiohttp.ClientTimeout(total=timeout)
+        self.headers = {"Content-Type": "application/json"}
+        if bearer:
+            self.headers["Authorization"] = f"Bearer {bearer}"
 
 
 class ServiceClient:
@@ -68,7 +76,7 @@ class ServiceClient:
             async with self._session.post(
                 endpoint.output_url,
                 data=orjson.dumps(body),
-                headers=endpoint.headers(),
+                headers=endpoint.headers,
                 timeout=timeout,
             ) as resp:
                 if not 200 <= resp.status < 300:
@@ -90,7 +98,7 @@ class ServiceClient:
 
     async def call(self, endpoint: ServiceEndpoint, body: dict[str, Any]) -> Any:
         """POST the job to the container and return its JSON output (2xx + JSON only)."""
-        async with self._post(endpoint, body, aiohttp.ClientTimeout(total=endpoint.timeout)) as r:
+        async with self._post(endpoint, body, endpoint.call_timeout) as r:
             raw = await r.read()
         try:
             return orjson.loads(raw)
@@ -117,7 +125,7 @@ class ServiceClient:
         async with self._session.get(
             endpoint.resources_url,
             params=params,
-            headers=endpoint.headers(),
+            headers=endpoint.headers,
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as resp:
             resp.raise_for_status()

@@ -240,3 +240,17 @@ async def test_missing_image_disables_only_that_container(
             client, await client.request_job({"containers": [ids["echo"]], "data": {}})
         )
         assert job["status"] == "success"
+
+
+async def test_containers_stopped_on_shutdown(ids: dict[str, str], tmp_path: Path) -> None:
+    async with running_agent(managed_config(ids), tmp_path / "s"):
+        pass
+
+    def states() -> list[str]:
+        client = docker_client()
+        try:
+            return [client.containers.get(name).status for name in ids.values()]
+        finally:
+            client.close()
+
+    assert set(await asyncio.to_thread(states)) == {"exited"}

@@ -20,10 +20,12 @@ class ProtocolService:
     def __init__(self, name: str) -> None:
         self.name = name
         self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str | None] = []
 
     async def service_output(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        self.authorizations.append(request.headers.get("Authorization"))
         data = body.get("data")
         mode = data.get("mode", "ok") if isinstance(data, dict) else "ok"
         if mode == "json500":

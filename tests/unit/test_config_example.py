@@ -11,10 +11,12 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 
 def test_example_defaults_are_the_real_defaults() -> None:
     example = load_config(EXAMPLE)
-    defaults = parse_config({
-        "containers": [{"id": "echo", "image": "node-agent/echo:latest"}],
-        "chain": {"wallet": {}},  # the example spells out the wallet section's defaults
-    })
+    defaults = parse_config(
+        {
+            "containers": [{"id": "echo", "image": "node-agent/echo:latest"}],
+            "chain": {"wallet": {}},  # the example spells out the wallet section's defaults
+        }
+    )
     assert example.model_dump() == defaults.model_dump()
 
 

@@ -16,6 +16,7 @@ same file is copied into every example image, so there is exactly one copy of th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -46,7 +47,9 @@ _REASONS = {
     501: "Not Implemented",
     505: "HTTP Version Not Supported",
 }
-_TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN_CHARS = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
 _HEX_CHARS = frozenset(b"0123456789abcdefABCDEF")
 _JSON = "application/json"
 
@@ -269,7 +272,7 @@ def _body_length(head: _Head, limits: Limits) -> int | None:
     return size
 
 
-# --- the connection protocol -----------------------------------------------------------------------
+# --- the connection protocol ----------------------------------------------------------------------
 
 _date_cache: tuple[int, bytes] = (0, b"")
 
@@ -521,7 +524,7 @@ def _log(event: str, **fields: Any) -> None:
     print(json.dumps(line, default=str), file=sys.stderr, flush=True)
 
 
-# --- the Infernet service routes -------------------------------------------------------------------
+# --- the Infernet service routes ------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -610,7 +613,12 @@ class InfernetService:
         return {
             "service_id": self.name,
             "compute_capability": [
-                {"id": self.name, "type": "custom", "task": [self.name], "models": list(self.models)}
+                {
+                    "id": self.name,
+                    "type": "custom",
+                    "task": [self.name],
+                    "models": list(self.models),
+                }
             ],
             "hardware_capabilities": [
                 {
@@ -668,7 +676,7 @@ def stream_delay(data: Any) -> float | None:
     return None
 
 
-# --- serving ---------------------------------------------------------------------------------------
+# --- serving --------------------------------------------------------------------------------------
 
 
 async def start(
@@ -705,7 +713,5 @@ def main(service: InfernetService) -> None:
         runner: Callable[[Any], Any] = uvloop.run
     except ImportError:
         runner = asyncio.run
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         runner(serve())
-    except KeyboardInterrupt:
-        pass

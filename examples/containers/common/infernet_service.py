@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 # Infernet's JobLocation enum.
@@ -314,8 +314,8 @@ class HttpProtocol(asyncio.Protocol):
     # asyncio callbacks --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, hence a cast, not a check.
+        self._transport = cast(asyncio.Transport, transport)
         self._arm_timer(self._limits.keepalive_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:

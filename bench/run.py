@@ -123,7 +123,7 @@ def bench_config(agent_port: int, echo_port: int, transform_port: int) -> str:
 
 def agent_command(args: argparse.Namespace) -> list[str]:
     if args.agent_cmd:
-        return args.agent_cmd.split()
+        return str(args.agent_cmd).split()
     sibling = Path(sys.executable).with_name("node-agent")
     if sibling.exists():
         return [str(sibling)]

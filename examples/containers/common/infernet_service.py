@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import platform
@@ -708,9 +709,8 @@ def main(service: InfernetService) -> None:
         _log("stopped", service=service.name)
 
     try:
-        import uvloop  # type: ignore[import-not-found]  # optional: not in the stdlib images
-
-        runner: Callable[[Any], Any] = uvloop.run
+        # Optional: faster where installed, absent from the stdlib-only images.
+        runner: Callable[[Any], Any] = importlib.import_module("uvloop").run
     except ImportError:
         runner = asyncio.run
     with contextlib.suppress(KeyboardInterrupt):

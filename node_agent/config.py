@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from node_agent.chain.settings import OnchainConfig
 from node_agent.errors import ConfigError
 
 # Docker container names: the id is also the managed container's name.
@@ -289,6 +290,10 @@ class DockerCredentials(_Model):
     def _password(cls, value: Any) -> Any:
         return _resolve_secret(value)
 
+    def as_auth_config(self) -> dict[str, str]:
+        """The plain dict docker-py expects (the reference passed a model and broke pulls)."""
+        return {"username": self.username, "password": self.password.get_secret_value()}
+
 
 class RedisConfig(_Model):
     """Accepted for compatibility; node-agent keeps its state in SQLite instead."""
@@ -345,6 +350,7 @@ class Config(_Model):
     agent: AgentConfig = AgentConfig()
     jobs: JobsConfig = JobsConfig()
     runtime: ContainersRuntimeConfig = ContainersRuntimeConfig()
+    onchain: OnchainConfig = OnchainConfig()
 
     @model_validator(mode="after")
     def _containers_consistent(self) -> Config:

@@ -141,7 +141,9 @@ def running_agent(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[str
     config_path.write_text(bench_config(agent_port, echo_port, transform_port))
     state_dir = workdir / "state"
     state_dir.mkdir()
-    log_path = workdir / "agent.log"
+    # Outside the temporary work directory, so it survives the run.
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    log_path = Path(tempfile.gettempdir()) / f"node-agent-bench-{stamp}.log"
     command = [*agent_command(args), "run", "--config", str(config_path)]
     command += ["--state-dir", str(state_dir)]
     print(f"starting agent: {' '.join(command)} (log: {log_path})")

@@ -59,6 +59,7 @@ INSERT INTO jobs (id, client, status, containers, results, data, requires_proof,
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(id) DO UPDATE SET status = excluded.status, results = excluded.results,
                               updated_at = excluded.updated_at
+WHERE jobs.client = excluded.client
 """
 
 _COLUMNS = (
@@ -297,6 +298,11 @@ class JobStore:
         await self._query(lambda conn: None)
 
     # --- reads -------------------------------------------------------------------------------
+
+    def owner_of(self, job_id: str) -> str | None:
+        """The client of a live or recent job (``None`` when not in memory)."""
+        job = self._cached(job_id)
+        return job.client if job is not None else None
 
     def _cached(self, job_id: str) -> Job | None:
         return self._live.get(job_id) or self._recent.get(job_id)

@@ -88,7 +88,8 @@ async def test_intermediate_results_visible_while_chain_runs(
     daemon = Daemon(make_config(unmanaged_config(services)), tmp_path / "s")
     await daemon.start()
     url = f"http://127.0.0.1:{daemon.port}"
-    chain = {"containers": ["first", "second"], "data": {"mode": "sleep", "seconds": 0.4}}
+    slow_second = {"mode": "relay", "relay": {"mode": "sleep", "seconds": 0.5}}
+    chain = {"containers": ["first", "second"], "data": slow_second}
     try:
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{url}/api/jobs", json=chain) as resp:

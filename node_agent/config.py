@@ -325,6 +325,10 @@ class ContainersRuntimeConfig(_Model):
     restart_backoff_max: float = Field(60.0, gt=0)
     watch_interval: float = Field(5.0, gt=0)
     pull: bool = True
+    # bridge: call containers on their Docker network address (fast, no docker-proxy);
+    # published: through the port published on publish_host (e.g. when the agent runs in a VM
+    # or container that cannot reach Docker networks).
+    connect: Literal["bridge", "published"] = "bridge"
 
 
 class AgentConfig(_Model):

@@ -25,6 +25,9 @@ def _preview(body: bytes) -> str:
     return text + ("…" if len(body) > _ERROR_BODY_PREVIEW else "")
 
 
+CONNECT_TIMEOUT = 3.0
+
+
 class ServiceEndpoint:
     """Where one container answers, and how to authenticate to it.
 
@@ -46,7 +49,9 @@ class ServiceEndpoint:
         self.output_url = URL(f"{base}/service_output")
         self.resources_url = URL(f"{base}/service-resources")
         self.timeout = timeout
-        self.call_timeout = aiohttp.ClientTimeout(total=timeout)
+        # A container that vanished from its network does not refuse connections, it just
+        # never answers: give up connecting quickly (the watcher recreates it meanwhile).
+        self.call_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT)
         self.headers = {"Content-Type": "application/json"}
         if bearer:
             self.headers["Authorization"] = f"Bearer {bearer}"
@@ -85,6 +90,10 @@ class ServiceClient:
                         f"container {cid} answered HTTP {resp.status}: {_preview(raw)}"
                     )
                 yield resp
+        except aiohttp.ConnectionTimeoutError:
+            raise ContainerError(
+                f"container {cid} is unreachable: no connection within {CONNECT_TIMEOUT:g} s"
+            ) from None
         except TimeoutError:
             raise ContainerError(
                 f"container {cid} did not answer within {endpoint.timeout:g} s"

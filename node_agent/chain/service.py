@@ -226,10 +226,14 @@ class ChainService:
         self._spawn("chain-schedule", self._schedule_loop, restart=True)
         self._spawn("chain-confirm", self._confirm_loop, restart=True)
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep until woken (new work) or ``seconds`` pass; True when woken."""
+        woken = False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+            woken = True
         self._wake.clear()
+        return woken
 
     # --- loops ---------------------------------------------------------------------------
 
@@ -237,22 +241,25 @@ class ChainService:
         assert self.sync is not None
         period = self.chain.snapshot_sync.sync_period
         while not self._stopping.is_set():
-            for sub_id, sub, chain in await self.sync.step():
+            accepted = await self.sync.step()
+            for sub_id, sub, chain in accepted:
                 self._subs.setdefault(sub_id, sub)
                 self._chains.setdefault(sub_id, chain)
-            self._wake.set()
+            if accepted:
+                self._wake.set()
             await asyncio.sleep(period)
 
     async def _schedule_loop(self) -> None:
         period = self.chain.snapshot_sync.sync_period
         last_block = -1
+        woken = True
         while not self._stopping.is_set():
             number, now, _ = await self.rpc.head()
             self.head, self.head_time = number, now
-            if number != last_block or self._wake.is_set():
+            if number != last_block or woken:
                 last_block = number
                 await self._schedule(now)
-            await self._sleep(period)
+            woken = await self._sleep(period)
 
     async def _schedule(self, now: int) -> None:
         """One pass: drop finished subscriptions, start the due deliveries."""

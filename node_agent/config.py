@@ -26,7 +26,10 @@ from pydantic import (
     model_validator,
 )
 
+from node_agent.auth.config import ApiKeysConfig
 from node_agent.errors import ConfigError
+from node_agent.gpu.config import GpusConfig
+from node_agent.grid.config import GridConfig
 
 # Docker container names: the id is also the managed container's name.
 _CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -345,6 +348,9 @@ class Config(_Model):
     agent: AgentConfig = AgentConfig()
     jobs: JobsConfig = JobsConfig()
     runtime: ContainersRuntimeConfig = ContainersRuntimeConfig()
+    gpus: GpusConfig = GpusConfig()
+    grid: GridConfig = GridConfig()
+    api_keys: ApiKeysConfig = ApiKeysConfig()
 
     @model_validator(mode="after")
     def _containers_consistent(self) -> Config:

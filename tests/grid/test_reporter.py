@@ -267,3 +267,19 @@ def test_config_requires_url_and_key_when_enabled() -> None:
         GridConfig(enabled=True, url="http://x")
     config = GridConfig.model_validate({"api_key": "jg_secret"})
     assert "jg_secret" not in repr(config)
+
+
+def test_sections_parse_from_the_main_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from node_agent.config import parse_config
+
+    monkeypatch.setenv("JG_KEY", "jg_from_env")
+    config = parse_config(
+        {
+            "grid": {"enabled": True, "url": "https://grid.example", "api_key": {"env": "JG_KEY"}},
+            "gpus": {"poll_interval": 2},
+            "api_keys": {"required": True},
+        }
+    )
+    assert config.grid.api_key is not None
+    assert config.grid.api_key.get_secret_value() == "jg_from_env"
+    assert config.gpus.poll_interval == 2 and config.api_keys.required is True

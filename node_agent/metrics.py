@@ -45,6 +45,12 @@ class _Metric:
             raise ValueError(f"{self.name} takes labels {self.label_names}, got {tuple(labels)}")
         return tuple(str(labels[n]) for n in self.label_names)
 
+    def replace_all(self, values: Mapping[LabelValues, float]) -> None:
+        """Swap in a whole new set of series: GPUs that vanished stop being reported, and
+        counters kept elsewhere (the job service's) are copied in at scrape time."""
+        with self._lock:
+            self._values = dict(values)
+
     def value(self, **labels: str) -> float:
         return self._values.get(self._key(labels), 0.0)
 
@@ -82,11 +88,6 @@ class Gauge(_Metric):
         key = self._key(labels)
         with self._lock:
             self._values[key] = float(value)
-
-    def replace_all(self, values: Mapping[LabelValues, float]) -> None:
-        """Swap in a whole new set of series (GPUs that vanished stop being reported)."""
-        with self._lock:
-            self._values = dict(values)
 
 
 M = TypeVar("M", bound=_Metric)
@@ -147,18 +148,20 @@ class AgentMetrics:
             "Jobs finished, by container and status",
             ("container", "status"),
         )
-        self.container_starts = r.counter(
-            "node_agent_container_starts_total", "Service container (re)starts", ("container",)
-        )
-        self.container_failures = r.counter(
-            "node_agent_container_failures_total", "Service container crashes", ("container",)
+        self.container_restarts = r.counter(
+            "node_agent_container_restarts_total",
+            "Service container restarts after a crash",
+            ("container",),
         )
         self.queue_depth = r.gauge(
             "node_agent_queue_depth", "Jobs waiting for a container slot", ("container",)
         )
-        self.running_jobs = r.gauge("node_agent_jobs_running", "Jobs running", ("container",))
+        self.running_jobs = r.gauge("node_agent_jobs_running", "Off-chain jobs running")
+        self.grid_connected = r.gauge(
+            "node_agent_grid_connected", "Last orchestrator request succeeded (1/0)"
+        )
         self.grid_heartbeats = r.counter(
-            "node_agent_grid_requests_total", "Orchestrator requests by outcome", ("result",)
+            "node_agent_grid_heartbeats_total", "Heartbeats the orchestrator accepted"
         )
 
     def observe_capacity(self, snapshot: CapacitySnapshot) -> None:
@@ -196,6 +199,28 @@ class AgentMetrics:
         self.gpu_utilization.replace_all(series["util"])
         self.gpu_temperature.replace_all(series["temp"])
         self.gpu_power.replace_all(series["power"])
+
+    def observe_jobs(
+        self,
+        counters: Mapping[tuple[str, str], int],
+        queue_depth: Mapping[str, int],
+        running: int,
+    ) -> None:
+        """Copy the job service's monotonic counters ((container or "job", status) -> n)."""
+        self.jobs.replace_all({key: float(n) for key, n in counters.items()})
+        self.queue_depth.replace_all({(c,): float(n) for c, n in queue_depth.items()})
+        self.running_jobs.set(float(running))
+
+    def observe_containers(self, described: Iterable[Mapping[str, object]]) -> None:
+        restarts: dict[LabelValues, float] = {}
+        for container in described:
+            value = container.get("restarts", 0)
+            restarts[(str(container["id"]),)] = float(value) if isinstance(value, int) else 0.0
+        self.container_restarts.replace_all(restarts)
+
+    def observe_grid(self, state: str, heartbeats_sent: int) -> None:
+        self.grid_connected.set(1.0 if state == "registered" else 0.0)
+        self.grid_heartbeats.replace_all({(): float(heartbeats_sent)})
 
     def render(self) -> str:
         return self.registry.render()

@@ -7,11 +7,11 @@ that cannot be satisfied fails only that container's start.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from node_agent.config import GpuRequest
+from node_agent.config import ContainerConfig, GpuRequest
 from node_agent.errors import ContainerError
 from node_agent.gpu.model import GpuState
 
@@ -45,7 +45,7 @@ class GpuGrant:
     exclusive: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GpuRunOptions:
     """What the container manager passes to ``containers.create`` / ``run``."""
 
@@ -110,6 +110,11 @@ class GpuAllocator:
     def release(self, container_id: str) -> None:
         self._grants.pop(container_id, None)
 
+    def retain(self, container_ids: Iterable[str]) -> None:
+        """Forget grants of containers that are no longer configured (after a reload)."""
+        keep = set(container_ids)
+        self._grants = {cid: g for cid, g in self._grants.items() if cid in keep}
+
     def allocate(
         self,
         container_id: str,
@@ -120,14 +125,16 @@ class GpuAllocator:
         """Choose GPUs for a container and record the grant; raises GpuAssignmentError.
 
         ``existing_labels`` are the labels of the container's current Docker container, if
-        any: when its recorded GPUs still satisfy the request they are kept, so a restart
-        never moves a running service to other GPUs.
+        any (else the grant rebuilt from labels, or the previous one): when those GPUs still
+        satisfy the request they are kept, so a restart never moves a service to other GPUs.
         """
+        previous = grant_from_labels(container_id, existing_labels) or self._grants.get(
+            container_id
+        )
         self.release(container_id)
         if request is None:
             return GpuGrant(container_id=container_id)
         units = allocatable_units(inventory)
-        previous = grant_from_labels(container_id, existing_labels)
         chosen = None
         if previous is not None and previous.uuids:
             chosen = self._keep_previous(request, units, previous.uuids)
@@ -235,3 +242,17 @@ def gpu_run_options(grant: GpuGrant | None) -> GpuRunOptions:
         environment={"NVIDIA_VISIBLE_DEVICES": ",".join(uuids)},
         labels=labels,
     )
+
+
+class GpuPlanner:
+    """The container manager's hook: config in, Docker GPU options out, from live inventory."""
+
+    def __init__(
+        self, allocator: GpuAllocator, inventory: Callable[[], Sequence[GpuState]]
+    ) -> None:
+        self.allocator = allocator
+        self._inventory = inventory
+
+    def __call__(self, config: ContainerConfig) -> GpuRunOptions:
+        grant = self.allocator.allocate(config.id, config.gpu, self._inventory())
+        return gpu_run_options(grant)

@@ -7,7 +7,6 @@ which never waits on the driver.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,6 +19,7 @@ from node_agent.gpu.health import assess_gpu, worst
 from node_agent.gpu.model import CapacitySnapshot, DockerFacts, NodeFacts
 from node_agent.gpu.node import docker_facts, host_facts
 from node_agent.gpu.nvml import NvmlAdapter, NvmlUnavailable
+from node_agent.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +44,8 @@ class GpuMonitor:
         )
         self._task: asyncio.Task[None] | None = None
         self._last_health: str | None = None
+        self._docker_facts: tuple[float, DockerFacts] | None = None
+        self._docker_facts_ttl = 60.0
 
     @classmethod
     def from_config(
@@ -75,9 +77,7 @@ class GpuMonitor:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         await self._adapter.close()
 
@@ -136,17 +136,23 @@ class GpuMonitor:
 
     async def _node_facts(self) -> NodeFacts:
         try:
-            facts = await asyncio.wait_for(asyncio.to_thread(host_facts), self._facts_timeout)
-            docker = (
-                await asyncio.wait_for(
-                    asyncio.to_thread(docker_facts, self._docker_client), self._facts_timeout
-                )
-                if self._docker_client is not None
-                else DockerFacts()
-            )
+            async with asyncio.timeout(self._facts_timeout):
+                facts = await asyncio.to_thread(host_facts)
+                docker = await self._docker_facts_cached()
         except TimeoutError:
             return NodeFacts(docker=DockerFacts(error="timed out reading host facts"))
         return replace(facts, docker=docker)
+
+    async def _docker_facts_cached(self) -> DockerFacts:
+        """Docker's version and runtimes change rarely: ask at most once a minute."""
+        if self._docker_client is None:
+            return DockerFacts()
+        now = self._clock()
+        if self._docker_facts is not None and now - self._docker_facts[0] < self._docker_facts_ttl:
+            return self._docker_facts[1]
+        facts = await asyncio.to_thread(docker_facts, self._docker_client)
+        self._docker_facts = (now, facts)
+        return facts
 
     async def _run(self) -> None:
         while True:

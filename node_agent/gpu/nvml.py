@@ -191,7 +191,9 @@ class NvmlAdapter:
         future = loop.run_in_executor(self._executor, fn)
         self._in_flight = future
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self._call_timeout)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+            async with asyncio.timeout(self._call_timeout):
+                return await asyncio.shield(future)
         except TimeoutError:
             log.error("nvml.call_timeout", timeout=self._call_timeout)
             raise NvmlUnavailable(

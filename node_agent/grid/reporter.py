@@ -8,7 +8,6 @@ It is a single owned task. Every failure is classified: auth failures wait long 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -29,6 +28,7 @@ from node_agent.grid.client import (
 )
 from node_agent.grid.config import GridConfig
 from node_agent.grid.identity import IdentityStore, NodeIdentity
+from node_agent.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -114,9 +114,7 @@ class GridReporter:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self._client is not None:
             await self._client.close()
         if self._status.enabled:

@@ -31,6 +31,7 @@ class Orchestrator:
     seen: list[tuple[str, int]] = field(default_factory=list)  # (route, status answered)
     script: list[Scripted] = field(default_factory=list)
     inventory_required_once: bool = False
+    heartbeat_interval: float = 15.0
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def app(self) -> web.Application:
@@ -60,7 +61,9 @@ class Orchestrator:
         self.registers.append(body)
         node_id = self.nodes.setdefault(body["identity"], f"node-{next(self.ids)}")
         self.seen.append(("register", 200))
-        return web.json_response({"node_id": node_id, "heartbeat_interval": 15})
+        return web.json_response(
+            {"node_id": node_id, "heartbeat_interval": self.heartbeat_interval}
+        )
 
     async def _heartbeat(self, request: web.Request) -> web.Response:
         refused = self._refusal(request, "heartbeat")

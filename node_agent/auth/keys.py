@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import structlog
 
 from node_agent.auth.config import SCOPES, ApiKeyEntry, ApiKeysConfig, Scope
 from node_agent.errors import ConfigError, Forbidden, Unauthorized
+from node_agent.files import write_private_json
 
 log = structlog.get_logger(__name__)
 
@@ -140,14 +140,7 @@ def load_key_file(path: Path) -> list[ApiKeyEntry]:
 
 
 def _write_key_file(path: Path, entries: Iterable[ApiKeyEntry]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"keys": [e.model_dump(mode="json") for e in entries]}, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_private_json(path, {"keys": [e.model_dump(mode="json") for e in entries]})
 
 
 def create_key(

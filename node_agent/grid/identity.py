@@ -7,12 +7,12 @@ returns the same ``node_id`` for it, so retries and restarts never create duplic
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from node_agent.errors import ConfigError
+from node_agent.files import write_private_json
 
 FILE_NAME = "grid-identity.json"
 
@@ -50,12 +50,4 @@ class IdentityStore:
         return updated
 
     def _write(self, identity: NodeIdentity) -> None:
-        """Atomic: a crash leaves the old file or the new one, never half of one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"identity": identity.identity, "node_id": identity.node_id}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        write_private_json(self.path, {"identity": identity.identity, "node_id": identity.node_id})

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from node_agent.auth.config import ApiKeysConfig
+from node_agent.chain.settings import OnchainConfig
 from node_agent.errors import ConfigError
 from node_agent.gpu.config import GpusConfig
 from node_agent.grid.config import GridConfig
@@ -327,6 +328,10 @@ class ContainersRuntimeConfig(_Model):
     restart_backoff_max: float = Field(60.0, gt=0)
     watch_interval: float = Field(5.0, gt=0)
     pull: bool = True
+    # bridge: call containers on their Docker network address (fast, no docker-proxy);
+    # published: through the port published on publish_host (e.g. when the agent runs in a VM
+    # or container that cannot reach Docker networks).
+    connect: Literal["bridge", "published"] = "bridge"
 
 
 class AgentConfig(_Model):
@@ -352,6 +357,7 @@ class Config(_Model):
     agent: AgentConfig = AgentConfig()
     jobs: JobsConfig = JobsConfig()
     runtime: ContainersRuntimeConfig = ContainersRuntimeConfig()
+    onchain: OnchainConfig = OnchainConfig()
     gpus: GpusConfig = GpusConfig()
     grid: GridConfig = GridConfig()
     api_keys: ApiKeysConfig = ApiKeysConfig()

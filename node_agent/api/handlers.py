@@ -206,9 +206,13 @@ class Handlers:
         try:
             async for chunk in chunks:
                 await response.write(chunk)
+            await response.write_eof()
         except NodeAgentError as exc:
+            # Headers are gone: the stream just ends; the job record carries the error.
             log.warning("stream_failed", job_id=job.id, error=exc.error)
-        await response.write_eof()
+            await response.write_eof()
+        except ConnectionError:
+            log.info("stream_client_gone", job_id=job.id)
         return response
 
     async def get_jobs(self, request: web.Request) -> web.Response:

@@ -65,3 +65,9 @@ def load_node_client() -> Any:
         sys.modules.setdefault(name, types.ModuleType(name))
     sys.modules["infernet_ml.utils.spec"].ServiceResources = dict  # type: ignore[attr-defined]
     return importlib.import_module("infernet_client.node").NodeClient
+
+
+def load_subscription_class() -> Any:
+    """The real client's ``Subscription`` (builds the EIP-712 typed data it signs)."""
+    load_node_client()
+    return importlib.import_module("infernet_client.chain.subscription").Subscription

@@ -31,6 +31,7 @@ from node_agent.jobs.guardian import policies_from_config
 from node_agent.jobs.pipeline import Pipeline
 from node_agent.jobs.service import JobService
 from node_agent.jobs.store import JobStore
+from node_agent.provider import ProviderServices
 from node_agent.tasks import TaskSupervisor, run_forever
 
 log = structlog.get_logger(__name__)
@@ -50,8 +51,11 @@ class Daemon:
         *,
         config_path: Path | None = None,
         docker_factory: Callable[[], Any] | None = None,
+        provider_options: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
+        # Test seams for ProviderServices (e.g. a fake NVML library).
+        self._provider_options = provider_options or {}
         self.state_dir = state_dir
         self.config_path = config_path
         self._docker_factory = docker_factory
@@ -72,6 +76,7 @@ class Daemon:
         client = self._client = ServiceClient(self._session)
         self.store = JobStore(self.state_dir / "jobs.sqlite", durability=config.jobs.durability)
         await self.store.open()
+        self.provider = ProviderServices(config, self.state_dir, **self._provider_options)
         self.manager = ContainerManager(
             config.containers,
             runtime=config.runtime,
@@ -80,6 +85,7 @@ class Daemon:
             client=client,
             credentials=config.docker,
             docker_factory=self._docker_factory,
+            gpu_planner=self.provider.gpu_planner,
         )
         self.jobs = JobService(
             store=self.store,
@@ -92,6 +98,7 @@ class Daemon:
         )
         self.ctx.health_checks["jobs"] = self._jobs_health
         self.ctx.health_checks["containers"] = self._containers_health
+        self.provider.attach(self.ctx, self.jobs, self.manager)
         await self._serve(create_app(self.ctx))
         await self.jobs.recover(config.jobs.on_restart)
         self.tasks.spawn(self._bring_up_containers(), name="containers-start")
@@ -128,6 +135,8 @@ class Daemon:
         self.port = addresses[0][1] if addresses else server.port
 
     async def _bring_up_containers(self) -> None:
+        # GPU inventory and grants rebuilt from labels come first: containers need them.
+        await self.provider.start(self.tasks.spawn)
         await self.manager.start()
         self.containers_ready.set()
         log.info("containers_started", services=self.manager.describe())
@@ -186,6 +195,7 @@ class Daemon:
             log.error("reload_refused", error=exc.error, params=exc.params)
             return False
         self.jobs.reconfigure(policies_from_config(new.containers), _admission(new))
+        self.provider.reconfigured(new)
         await self.manager.apply(new.containers)
         self.config = new
         if self.ctx is not None:
@@ -208,6 +218,7 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.tasks.cancel_all()
+        await self.provider.stop()
         await self.manager.stop()
         await self.store.close()
         if self._session is not None:

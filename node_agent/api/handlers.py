@@ -139,6 +139,14 @@ class Handlers:
         self._resources_cache[model_id] = (now, body)
         return json_response(body)
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text exposition (node_agent.metrics)."""
+        assert self.ctx.metrics is not None
+        return web.Response(
+            body=self.ctx.metrics().encode(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
     # --- jobs --------------------------------------------------------------------------------
 
     async def _delegated(self, body: dict[str, Any], ip: IpAddress) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from node_agent.config import ContainerConfig, ContainersRuntimeConfig, DockerCr
 from node_agent.containers.ports import assign_ports
 from node_agent.containers.service_client import ServiceClient, ServiceEndpoint
 from node_agent.errors import ContainerError
+from node_agent.gpu.assign import GpuRunOptions
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -41,15 +42,6 @@ class ContainerState(enum.StrEnum):
     FAILED = "failed"
     DISABLED = "disabled"
     STOPPED = "stopped"
-
-
-@dataclass(frozen=True, slots=True)
-class GpuRunOptions:
-    """What a container's GPU grant adds to ``docker run`` (see ``node_agent.gpu``)."""
-
-    device_requests: list[Any] = field(default_factory=list)
-    environment: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
 
 
 GpuPlanner = Callable[[ContainerConfig], GpuRunOptions]
@@ -224,6 +216,16 @@ class ContainerManager:
         if self._docker is None:
             self._docker = await self._run(self._docker_factory)
         return self._docker
+
+    async def labels_by_container(self) -> dict[str, dict[str, str]]:
+        """Labels of the managed containers Docker has (to rebuild GPU grants on start)."""
+        if not self.manage:
+            return {}
+        client = await self._docker_client()
+        found = await self._run(
+            client.containers.list, all=True, filters={"label": f"{LABEL_MANAGED}=true"}
+        )
+        return {c.labels[LABEL_ID]: dict(c.labels) for c in found if LABEL_ID in c.labels}
 
     # --- lifecycle ---------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from conftest import NotifySocket
+from notifysocket import NotifySocket
 
 from node_agent.sdnotify import Notifier, Watchdog, encode_message, watchdog_interval
 

@@ -289,6 +289,10 @@ class DockerCredentials(_Model):
     def _password(cls, value: Any) -> Any:
         return _resolve_secret(value)
 
+    def as_auth_config(self) -> dict[str, str]:
+        """The plain dict docker-py expects (the reference passed a model and broke pulls)."""
+        return {"username": self.username, "password": self.password.get_secret_value()}
+
 
 class RedisConfig(_Model):
     """Accepted for compatibility; node-agent keeps its state in SQLite instead."""

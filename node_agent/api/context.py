@@ -1,0 +1,49 @@
+"""What the HTTP layer needs from the rest of the node, as narrow interfaces."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from node_agent.config import Config
+from node_agent.containers.manager import ContainerManager
+from node_agent.containers.service_client import ServiceClient
+from node_agent.jobs.guardian import IpAddress
+from node_agent.jobs.service import JobService
+
+
+class ChainGateway(Protocol):
+    """The on-chain side as the API sees it (``node_agent.chain``)."""
+
+    @property
+    def address(self) -> str: ...
+
+    def pending_count(self) -> int: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    async def accept_delegated(self, body: dict[str, Any], client_ip: str) -> None: ...
+
+
+HealthCheck = Callable[[], dict[str, Any]]
+
+
+@dataclass
+class NodeContext:
+    config: Config
+    jobs: JobService
+    containers: ContainerManager
+    service_client: ServiceClient
+    chain: ChainGateway | None = None
+    # name -> {"status": "ok"|"degraded"|"unhealthy", ...}; shown in /health and /info.
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    # extra top-level /info sections (e.g. "gpus", "node") added by optional components.
+    info_sections: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    # extra /resources content (e.g. node hardware) keyed by a name no container can have.
+    resources_sections: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    draining: bool = False
+
+    def client_key(self, ip: IpAddress) -> str:
+        """The namespace a client's jobs live in: its address (as in Infernet)."""
+        return str(ip)

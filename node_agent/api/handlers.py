@@ -1,0 +1,258 @@
+"""Route handlers of the Infernet Node REST API (paths, bodies and strings as in v1.4.0)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from node_agent import INFERNET_COMPAT_VERSION, __version__
+from node_agent.api.context import NodeContext
+from node_agent.api.identity import is_local
+from node_agent.api.middlewares import CLIENT_IP
+from node_agent.api.responses import error_response, json_response
+from node_agent.api.wire import is_delegated, parse_delegated, parse_offchain_job
+from node_agent.errors import (
+    BadRequest,
+    GuardianRejection,
+    NodeAgentError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from node_agent.jobs.guardian import IpAddress
+from node_agent.jobs.model import JobStatus
+
+log = structlog.get_logger(__name__)
+
+JSON_TYPES = ("application/json", "")
+
+
+async def read_json(request: web.Request, *, force: bool = False) -> Any:
+    """The body as JSON; ``force`` ignores the content type (as the reference's batch does)."""
+    if not force:
+        ctype = request.content_type
+        if ctype not in JSON_TYPES and not ctype.endswith("+json"):
+            raise UnsupportedMediaType(
+                "Unsupported content type", {"content_type": ctype, "expected": "application/json"}
+            )
+    raw = await request.read()
+    if not raw:
+        raise BadRequest("Invalid JSON body", {"problem": "empty body"})
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("Invalid JSON body", {"problem": str(exc)}) from None
+
+
+class Handlers:
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self._resources_cache: dict[str | None, tuple[float, dict[str, Any]]] = {}
+
+    # --- status and discovery ----------------------------------------------------------------
+
+    def _checks(self) -> dict[str, dict[str, Any]]:
+        checks: dict[str, dict[str, Any]] = {}
+        for name, check in self.ctx.health_checks.items():
+            try:
+                checks[name] = check()
+            except Exception as exc:
+                checks[name] = {"status": "unhealthy", "reason": f"health check failed: {exc}"}
+        return checks
+
+    async def health(self, request: web.Request) -> web.Response:
+        """``healthy`` while the node accepts jobs; components report their own state."""
+        checks = self._checks()
+        if self.ctx.draining:
+            return json_response({"status": "stopping", "checks": checks}, status=503)
+        return json_response({"status": "healthy", "checks": checks})
+
+    async def info(self, request: web.Request) -> web.Response:
+        ctx = self.ctx
+        chain = ctx.chain
+        body: dict[str, Any] = {
+            "version": INFERNET_COMPAT_VERSION,
+            "agent_version": __version__,
+            "containers": [
+                {k: c.describe()[k] for k in ("id", "description", "external", "image")}
+                for c in ctx.containers.running()
+            ],
+            "pending": {
+                "offchain": ctx.jobs.store.running_count(),
+                "onchain": chain.pending_count() if chain else 0,
+            },
+            "chain": {"enabled": chain is not None, "address": chain.address if chain else ""},
+            "services": ctx.containers.describe(),
+            "queues": ctx.jobs.admission.queue_depth(),
+            "health": self._checks(),
+        }
+        if chain is not None:
+            body["chain"].update(chain.status())
+        for name, section in ctx.info_sections.items():
+            try:
+                body[name] = section()
+            except Exception as exc:
+                body[name] = {"error": str(exc)}
+        return json_response(body)
+
+    async def resources(self, request: web.Request) -> web.Response:
+        """Fan out to every container's ``/service-resources``, bounded and cached, so the
+        answer arrives inside infernet-client's 1 s timeout; failures are left out."""
+        model_id = request.query.get("model_id")
+        now = time.monotonic()
+        cached = self._resources_cache.get(model_id)
+        ttl = self.ctx.config.agent.info_cache_seconds
+        if cached is not None and now - cached[0] < ttl:
+            return json_response(cached[1])
+        timeout = self.ctx.config.agent.resources_timeout
+        client = self.ctx.service_client
+        containers = list(self.ctx.containers.containers.values())
+
+        async def one(container: Any) -> Any:
+            return await client.resources(container.endpoint, model_id, timeout)
+
+        answers = await asyncio.gather(*(one(c) for c in containers), return_exceptions=True)
+        body: dict[str, Any] = {}
+        for container, answer in zip(containers, answers, strict=True):
+            if isinstance(answer, BaseException):
+                log.info(
+                    "resources_unavailable", container=container.config.id, error=repr(answer)[:200]
+                )
+            else:
+                body[container.config.id] = answer
+        for name, section in self.ctx.resources_sections.items():
+            body[name] = section()
+        if len(self._resources_cache) > 256:
+            self._resources_cache.clear()
+        self._resources_cache[model_id] = (now, body)
+        return json_response(body)
+
+    # --- jobs --------------------------------------------------------------------------------
+
+    async def _delegated(self, body: dict[str, Any], ip: IpAddress) -> dict[str, Any]:
+        parse_delegated(body)
+        chain = self.ctx.chain
+        if chain is None:
+            raise GuardianRejection("Chain not enabled")
+        await chain.accept_delegated(body, str(ip))
+        return {}
+
+    async def _one_job(self, body: Any, ip: IpAddress) -> dict[str, Any]:
+        if isinstance(body, dict) and is_delegated(body):
+            return await self._delegated(body, ip)
+        job = parse_offchain_job(body)
+        job_id = await self.ctx.jobs.submit(
+            self.ctx.client_key(ip), ip, job.containers, job.data, job.requires_proof
+        )
+        return {"id": job_id}
+
+    async def create_job(self, request: web.Request) -> web.Response:
+        body = await read_json(request)
+        return json_response(await self._one_job(body, request[CLIENT_IP]))
+
+    async def create_batch(self, request: web.Request) -> web.Response:
+        body = await read_json(request, force=True)
+        if not isinstance(body, list):
+            raise BadRequest("Expected a list")
+        limit = self.ctx.config.jobs.max_batch_size
+        if len(body) > limit:
+            raise PayloadTooLarge("Batch too large", {"max_items": limit, "items": len(body)})
+        ip = request[CLIENT_IP]
+
+        async def item(entry: Any) -> dict[str, Any]:
+            try:
+                return await self._one_job(entry, ip)
+            except NodeAgentError as exc:
+                return exc.to_wire()
+
+        # Concurrently, so the whole batch shares the store's group commits.
+        results = await asyncio.gather(*(item(e) for e in body))
+        return json_response(list(results))
+
+    async def create_stream(self, request: web.Request) -> web.StreamResponse:
+        body = await read_json(request)
+        if isinstance(body, dict) and is_delegated(body):
+            raise BadRequest("Streaming only supported for OffchainJob requests.")
+        job_req = parse_offchain_job(body)
+        ip = request[CLIENT_IP]
+        job, chunks = await self.ctx.jobs.open_stream(
+            self.ctx.client_key(ip), ip, job_req.containers, job_req.data, job_req.requires_proof
+        )
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        # The client takes the whole first chunk it receives as the job id: send it alone.
+        await response.write(f"{job.id}\n".encode())
+        await response.drain()
+        try:
+            async for chunk in chunks:
+                await response.write(chunk)
+        except NodeAgentError as exc:
+            log.warning("stream_failed", job_id=job.id, error=exc.error)
+        await response.write_eof()
+        return response
+
+    async def get_jobs(self, request: web.Request) -> web.Response:
+        ip = request[CLIENT_IP]
+        client = self.ctx.client_key(ip)
+        query = request.query
+        ids = query.getall("id", [])
+        if not ids:
+            pending_arg = query.get("pending")
+            pending = {"true": True, "false": False}.get(pending_arg or "")
+            return json_response(await self.ctx.jobs.store.list_ids(client, pending))
+        wait = _float_arg(query.get("wait"), "wait")
+        store = self.ctx.jobs.store
+        if wait > 0:
+            wait = min(wait, self.ctx.config.jobs.max_wait_seconds)
+            await asyncio.gather(*(store.wait_final(i, wait) for i in ids))
+        intermediate = query.get("intermediate") == "true"
+        jobs = await store.get_many(client, ids)
+        return json_response([j.to_wire(intermediate=intermediate) for j in jobs])
+
+    async def put_status(self, request: web.Request) -> web.Response:
+        ip = request[CLIENT_IP]
+        if not is_local(ip):
+            return error_response(_unauthorized())
+        body = await read_json(request, force=True)
+        if not isinstance(body, dict):
+            raise BadRequest("Could not store job status", {"problem": "expected a JSON object"})
+        job_id, status, containers = body.get("id"), body.get("status"), body.get("containers")
+        if (
+            not isinstance(job_id, str)
+            or not job_id
+            or not isinstance(containers, list)
+            or not all(isinstance(c, str) for c in containers)
+        ):
+            raise BadRequest(
+                "Could not store job status",
+                {"problem": "need 'id' (string), 'status' and 'containers' (list of strings)"},
+            )
+        try:
+            parsed = JobStatus(str(status))
+        except ValueError:
+            raise BadRequest("Status is invalid", {"status": status}) from None
+        await self.ctx.jobs.record_status(self.ctx.client_key(ip), job_id, parsed, containers)
+        return json_response(None)
+
+
+def _unauthorized() -> NodeAgentError:
+    from node_agent.errors import Forbidden
+
+    return Forbidden("Unauthorized")
+
+
+def _float_arg(value: str | None, name: str) -> float:
+    if value is None:
+        return 0.0
+    try:
+        parsed = float(value)
+    except ValueError:
+        raise BadRequest("Invalid query parameter", {"param": name, "value": value}) from None
+    if parsed != parsed or parsed < 0:  # NaN or negative
+        raise BadRequest("Invalid query parameter", {"param": name, "value": value})
+    return parsed

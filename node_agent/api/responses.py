@@ -1,0 +1,25 @@
+"""JSON responses: one encoder (orjson) and one shape for every error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from node_agent.errors import NodeAgentError
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(exc: NodeAgentError) -> web.Response:
+    headers = None
+    if exc.retry_after is not None:
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    return json_response(exc.to_wire(), status=exc.status, headers=headers)

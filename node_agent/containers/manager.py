@@ -1,0 +1,449 @@
+"""Docker adapter: make each configured service container exist, run, and answer.
+
+All Docker SDK calls run in a thread executor (the SDK is synchronous). Containers carry our
+labels, so on start they are adopted when their configuration is unchanged and recreated when
+it changed (the reference silently keeps stale ones). Ports are published on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+
+from node_agent.config import ContainerConfig, ContainersRuntimeConfig, DockerCredentials
+from node_agent.containers.ports import assign_ports
+from node_agent.containers.service_client import ServiceClient, ServiceEndpoint
+from node_agent.errors import ContainerError
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+LABEL_MANAGED = "io.node-agent.managed"
+LABEL_ID = "io.node-agent.container-id"
+LABEL_HASH = "io.node-agent.config-hash"
+SERVICE_PORT = "3000/tcp"
+
+
+class ContainerState(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    FAILED = "failed"
+    DISABLED = "disabled"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class GpuRunOptions:
+    """What a container's GPU grant adds to ``docker run`` (see ``node_agent.gpu``)."""
+
+    device_requests: list[Any] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+GpuPlanner = Callable[[ContainerConfig], GpuRunOptions]
+
+
+def basic_gpu_options(config: ContainerConfig) -> GpuRunOptions:
+    """GPU options without an inventory: ``gpu: true`` or explicit UUIDs, else no GPU at all."""
+    import docker.types
+
+    request = config.gpu
+    if request is None:
+        return GpuRunOptions(environment={"NVIDIA_VISIBLE_DEVICES": "void"})
+    if request.uuids:
+        ids = list(request.uuids)
+        return GpuRunOptions(
+            device_requests=[docker.types.DeviceRequest(device_ids=ids, capabilities=[["gpu"]])],
+            environment={"NVIDIA_VISIBLE_DEVICES": ",".join(ids)},
+        )
+    if request.all:
+        return GpuRunOptions(
+            device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])],
+            environment={"NVIDIA_VISIBLE_DEVICES": "all"},
+        )
+    raise ContainerError(f"container {config.id}: GPU request needs the GPU inventory (NVML)")
+
+
+@dataclass(slots=True)
+class ServiceContainer:
+    """A configured container and what the node currently knows about it."""
+
+    config: ContainerConfig
+    port: int
+    managed: bool
+    state: ContainerState = ContainerState.STARTING
+    reason: str | None = None
+    restarts: int = 0
+    next_restart_at: float = 0.0
+    image_id: str | None = None
+    endpoint: ServiceEndpoint = field(init=False)
+
+    def __post_init__(self) -> None:
+        bearer = self.config.bearer.get_secret_value() if self.config.bearer else None
+        self.endpoint = ServiceEndpoint(
+            self.config.id, self.base_url, bearer, timeout=self.config.timeout
+        )
+
+    @property
+    def base_url(self) -> str:
+        if self.config.url:
+            return self.config.url
+        host = "host.docker.internal" if os.environ.get("RUNTIME") == "docker" else "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.config.id,
+            "description": self.config.description,
+            "external": self.config.external,
+            "image": self.config.image,
+            "state": self.state.value,
+            **({"reason": self.reason} if self.reason else {}),
+            "restarts": self.restarts,
+        }
+
+
+def config_hash(
+    config: ContainerConfig,
+    port: int,
+    runtime: ContainersRuntimeConfig,
+    image_id: str | None,
+    gpu: GpuRunOptions,
+) -> str:
+    """A digest of everything that shapes the container; a change means recreate it."""
+    material = {
+        "image": config.image,
+        "image_id": image_id,
+        "command": config.command,
+        "env": config.env,
+        "port": port,
+        "publish_host": runtime.publish_host,
+        "network": runtime.network,
+        "volumes": list(config.volumes),
+        "memory_limit": config.memory_limit,
+        "cpus": config.cpus,
+        "gpu": {"env": gpu.environment, "labels": gpu.labels},
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class ContainerManager:
+    """Owns the service containers: start, readiness, watch/restart, stop, reconfigure."""
+
+    def __init__(
+        self,
+        configs: Sequence[ContainerConfig],
+        *,
+        runtime: ContainersRuntimeConfig,
+        manage: bool,
+        startup_wait: float,
+        client: ServiceClient,
+        credentials: DockerCredentials | None = None,
+        docker_factory: Callable[[], Any] | None = None,
+        gpu_planner: GpuPlanner = basic_gpu_options,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.runtime = runtime
+        self.manage = manage
+        self.startup_wait = startup_wait
+        self._client = client
+        self._credentials = credentials
+        self._docker_factory = docker_factory or _docker_from_env
+        self._docker: Any = None
+        self._gpu_planner = gpu_planner
+        self._clock = clock
+        self.containers: dict[str, ServiceContainer] = {}
+        self._wake = asyncio.Event()
+        self._set_configs(configs)
+
+    def _set_configs(self, configs: Sequence[ContainerConfig]) -> None:
+        ports = assign_ports([c.port for c in configs])
+        current = self.containers
+        self.containers = {}
+        for config, port in zip(configs, ports, strict=True):
+            existing = current.get(config.id)
+            if existing is not None and existing.config == config and existing.port == port:
+                self.containers[config.id] = existing
+            else:
+                self.containers[config.id] = ServiceContainer(config, port, managed=self.manage)
+
+    # --- queries -----------------------------------------------------------------------------
+
+    def endpoint(self, container_id: str) -> ServiceEndpoint:
+        return self.containers[container_id].endpoint
+
+    def running(self) -> list[ServiceContainer]:
+        return [c for c in self.containers.values() if c.state is ContainerState.RUNNING]
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [c.describe() for c in self.containers.values()]
+
+    def all_ready(self) -> bool:
+        return all(
+            c.state in (ContainerState.RUNNING, ContainerState.DISABLED)
+            for c in self.containers.values()
+        )
+
+    def suspect(self, container_id: str) -> None:
+        """A job could not reach the container: check it now instead of at the next tick."""
+        container = self.containers.get(container_id)
+        if container is not None and container.managed:
+            self._wake.set()
+
+    # --- docker plumbing ---------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+
+    async def _docker_client(self) -> Any:
+        if self._docker is None:
+            self._docker = await self._run(self._docker_factory)
+        return self._docker
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bring every container up concurrently; one container's failure never stops another."""
+        if not self.manage:
+            for container in self.containers.values():
+                container.state = ContainerState.RUNNING
+            return
+        try:
+            await self._docker_client()
+        except Exception as exc:
+            for container in self.containers.values():
+                self._mark(container, ContainerState.FAILED, f"Docker engine unavailable: {exc}")
+            return
+        await asyncio.gather(*(self._bring_up(c) for c in self.containers.values()))
+
+    async def _bring_up(self, container: ServiceContainer) -> None:
+        try:
+            await self._ensure_container(container)
+        except Exception as exc:
+            if container.state is not ContainerState.DISABLED:
+                self._mark(container, ContainerState.FAILED, str(exc))
+            return
+        await self._wait_ready(container, self.startup_wait)
+
+    def _mark(self, container: ServiceContainer, state: ContainerState, reason: str | None) -> None:
+        if container.state is not state or container.reason != reason:
+            level = log.info if state is ContainerState.RUNNING else log.warning
+            level(
+                "container_state", container=container.config.id, state=state.value, reason=reason
+            )
+        container.state = state
+        container.reason = reason
+
+    async def _ensure_image(self, container: ServiceContainer) -> str:
+        """Pull the image (falling back to a local copy) and return its id."""
+        client = await self._docker_client()
+        image = container.config.image
+        if self.runtime.pull:
+            auth = self._credentials.as_auth_config() if self._credentials else None
+            try:
+                pulled = await asyncio.wait_for(
+                    self._run(client.images.pull, image, auth_config=auth), timeout=600
+                )
+                return str(pulled.id)
+            except Exception as exc:
+                log.warning("image_pull_failed_using_local", image=image, error=str(exc)[:300])
+        try:
+            local = await self._run(client.images.get, image)
+            return str(local.id)
+        except Exception:
+            self._mark(
+                container,
+                ContainerState.DISABLED,
+                f"image {image} could not be pulled and is not present locally",
+            )
+            raise ContainerError(f"image {image} unavailable") from None
+
+    async def _ensure_container(self, container: ServiceContainer) -> None:
+        import docker.errors
+
+        client = await self._docker_client()
+        config = container.config
+        container.image_id = await self._ensure_image(container)
+        gpu = self._gpu_planner(config)
+        digest = config_hash(config, container.port, self.runtime, container.image_id, gpu)
+        try:
+            existing = await self._run(client.containers.get, config.id)
+        except docker.errors.NotFound:
+            existing = None
+        if existing is not None:
+            labels = existing.labels or {}
+            if labels.get(LABEL_HASH) == digest:
+                if existing.status != "running":
+                    await self._run(existing.start)
+                log.info("container_adopted", container=config.id)
+                return
+            reason = "config changed" if labels.get(LABEL_MANAGED) else "not created by node-agent"
+            log.info("container_recreating", container=config.id, reason=reason)
+            await self._run(existing.remove, force=True)
+        await self._create(container, gpu, digest)
+
+    async def _create(self, container: ServiceContainer, gpu: GpuRunOptions, digest: str) -> None:
+        client = await self._docker_client()
+        config = container.config
+        kwargs: dict[str, Any] = {
+            "image": config.image,
+            "name": config.id,
+            "detach": True,
+            "environment": {**config.env, **gpu.environment},
+            "labels": {
+                LABEL_MANAGED: "true",
+                LABEL_ID: config.id,
+                LABEL_HASH: digest,
+                **gpu.labels,
+            },
+            "ports": {SERVICE_PORT: (self.runtime.publish_host, container.port)},
+            # The agent restarts crashed containers itself (with backoff, visible in /info).
+            "restart_policy": {"Name": "no"},
+        }
+        if config.command:
+            kwargs["command"] = config.command
+        if config.volumes:
+            kwargs["volumes"] = list(config.volumes)
+        if gpu.device_requests:
+            kwargs["device_requests"] = gpu.device_requests
+        if config.memory_limit:
+            kwargs["mem_limit"] = config.memory_limit
+        if config.cpus:
+            kwargs["nano_cpus"] = int(config.cpus * 1e9)
+        if self.runtime.network:
+            kwargs["network"] = self.runtime.network
+        await self._run(client.containers.run, **kwargs)
+        log.info("container_created", container=config.id, port=container.port)
+
+    async def _wait_ready(self, container: ServiceContainer, budget: float) -> bool:
+        """Probe over HTTP until the service answers or ``budget`` seconds pass."""
+        deadline = self._clock() + budget
+        while True:
+            if await self._client.probe(container.base_url, timeout=1.0):
+                self._mark(container, ContainerState.RUNNING, None)
+                return True
+            if self._clock() >= deadline:
+                self._mark(
+                    container, ContainerState.STARTING, f"not answering HTTP after {budget:g} s"
+                )
+                return False
+            await asyncio.sleep(0.05)
+
+    # --- watching ----------------------------------------------------------------------------
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Check every container each ``watch_interval`` (or at once after ``suspect``)."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self.check_all()
+            except Exception as exc:
+                log.warning("container_watch_failed", error=repr(exc))
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            await asyncio.wait(
+                waiters, timeout=self.runtime.watch_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def check_all(self) -> None:
+        if self.manage:
+            await asyncio.gather(*(self._check(c) for c in self.containers.values()))
+
+    async def _check(self, container: ServiceContainer) -> None:
+        import docker.errors
+
+        if container.state is ContainerState.DISABLED:
+            return
+        client = await self._docker_client()
+        try:
+            found = await self._run(client.containers.get, container.config.id)
+            status = found.status
+        except docker.errors.NotFound:
+            found, status = None, "removed"
+        if status == "running":
+            if container.state is not ContainerState.RUNNING:
+                await self._wait_ready(container, 1.0)
+            elif not await self._client.probe(container.base_url, timeout=1.0):
+                self._mark(container, ContainerState.STARTING, "not answering HTTP")
+            return
+        now = self._clock()
+        if container.state is ContainerState.RESTARTING and now < container.next_restart_at:
+            return
+        delay = min(self.runtime.restart_backoff_max, 2.0 ** min(container.restarts, 10))
+        container.restarts += 1
+        container.next_restart_at = now + delay
+        self._mark(container, ContainerState.RESTARTING, f"container {status}; restarting")
+        try:
+            if found is None:
+                await self._ensure_container(container)
+            else:
+                await self._run(found.start)
+        except Exception as exc:
+            self._mark(container, ContainerState.RESTARTING, f"restart failed: {exc}")
+            return
+        await self._wait_ready(container, min(self.startup_wait, 5.0))
+
+    # --- reconfiguration and shutdown --------------------------------------------------------
+
+    async def apply(self, configs: Sequence[ContainerConfig]) -> None:
+        """Move to a new container list: remove dropped ones, (re)create new or changed ones."""
+        old = self.containers
+        self._set_configs(configs)
+        if not self.manage:
+            await self.start()
+            return
+        removed = [c for cid, c in old.items() if cid not in self.containers]
+        changed = [c for cid, c in self.containers.items() if old.get(cid) is not c]
+        await asyncio.gather(*(self._remove(c) for c in removed))
+        await asyncio.gather(*(self._bring_up(c) for c in changed))
+
+    async def _remove(self, container: ServiceContainer) -> None:
+        import docker.errors
+
+        client = await self._docker_client()
+        try:
+            found = await self._run(client.containers.get, container.config.id)
+            await self._run(found.remove, force=True)
+        except docker.errors.NotFound:
+            pass
+        log.info("container_removed", container=container.config.id)
+
+    async def stop(self) -> None:
+        if not self.manage or self._docker is None or not self.runtime.stop_on_shutdown:
+            return
+        import docker.errors
+
+        async def stop_one(container: ServiceContainer) -> None:
+            try:
+                found = await self._run(self._docker.containers.get, container.config.id)
+                await self._run(found.stop, timeout=int(self.runtime.stop_timeout))
+                container.state = ContainerState.STOPPED
+            except docker.errors.NotFound:
+                pass
+            except Exception as exc:
+                log.warning("container_stop_failed", container=container.config.id, error=str(exc))
+
+        await asyncio.gather(*(stop_one(c) for c in self.containers.values()))
+        await self._run(self._docker.close)
+
+
+def _docker_from_env() -> Any:
+    import docker
+
+    client = docker.from_env(timeout=60)
+    client.ping()
+    return client

@@ -1,0 +1,235 @@
+"""Builds the node's components, starts them in order, and stops them gracefully.
+
+Order matters for providers and orchestrators: the HTTP server listens first (``/health``
+answers within moments of start), then interrupted jobs are settled, then containers come
+up in the background. Stopping reverses it: refuse new work, let running jobs finish within
+``agent.shutdown_grace``, then close the server, containers and store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from node_agent import __version__
+from node_agent.api.app import create_app
+from node_agent.api.context import ChainGateway, NodeContext
+from node_agent.config import Config, load_config
+from node_agent.containers.admission import Admission, gates_for
+from node_agent.containers.manager import ContainerManager
+from node_agent.containers.service_client import ServiceClient
+from node_agent.errors import ConfigError
+from node_agent.jobs.guardian import policies_from_config
+from node_agent.jobs.pipeline import Pipeline
+from node_agent.jobs.service import JobService
+from node_agent.jobs.store import JobStore
+from node_agent.tasks import TaskSupervisor, run_forever
+
+log = structlog.get_logger(__name__)
+
+RETENTION_INTERVAL = 60.0
+
+
+def _admission(config: Config) -> Admission:
+    return Admission(gates_for((c.id, c.max_concurrency, c.queue_size) for c in config.containers))
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        state_dir: Path,
+        *,
+        config_path: Path | None = None,
+        docker_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.config_path = config_path
+        self._docker_factory = docker_factory
+        self.tasks = TaskSupervisor("daemon")
+        self.stopping = asyncio.Event()
+        self.containers_ready = asyncio.Event()
+        self.port: int | None = None
+        self._runner: web.AppRunner | None = None
+        self._session: Any = None
+        self.ctx: NodeContext | None = None
+
+    # --- start -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        config = self.config
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._session = ServiceClient.make_session()
+        client = ServiceClient(self._session)
+        self.store = JobStore(self.state_dir / "jobs.sqlite", durability=config.jobs.durability)
+        await self.store.open()
+        self.manager = ContainerManager(
+            config.containers,
+            runtime=config.runtime,
+            manage=config.manage_containers,
+            startup_wait=config.startup_wait,
+            client=client,
+            credentials=config.docker,
+            docker_factory=self._docker_factory,
+        )
+        self.jobs = JobService(
+            store=self.store,
+            pipeline=Pipeline(self.manager, client),
+            admission=_admission(config),
+            policies=policies_from_config(config.containers),
+        )
+        self.ctx = NodeContext(
+            config=config, jobs=self.jobs, containers=self.manager, service_client=client
+        )
+        self.ctx.health_checks["jobs"] = self._jobs_health
+        self.ctx.health_checks["containers"] = self._containers_health
+        await self._serve(create_app(self.ctx))
+        await self.jobs.recover(config.jobs.on_restart)
+        self.tasks.spawn(self._bring_up_containers(), name="containers-start")
+        self.tasks.spawn(
+            run_forever(
+                self._prune, name="job-retention", interval=RETENTION_INTERVAL, stop=self.stopping
+            ),
+            name="job-retention",
+        )
+        if config.chain.enabled:
+            await self._start_chain()
+        log.info(
+            "node_started",
+            version=__version__,
+            port=self.port,
+            containers=len(config.containers),
+            state_dir=str(self.state_dir),
+        )
+
+    async def _serve(self, app: web.Application) -> None:
+        server = self.config.server
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=self.config.agent.shutdown_grace,
+        )
+        await self._runner.setup()
+        # All interfaces, IPv4 and IPv6, unless a specific address is configured.
+        host = None if server.host in ("0.0.0.0", "::", "") else server.host
+        site = web.TCPSite(self._runner, host=host, port=server.port, reuse_address=True)
+        await site.start()
+        addresses = self._runner.addresses
+        self.port = addresses[0][1] if addresses else server.port
+
+    async def _bring_up_containers(self) -> None:
+        await self.manager.start()
+        self.containers_ready.set()
+        log.info("containers_started", services=self.manager.describe())
+        await self.manager.watch(self.stopping)
+
+    async def _prune(self) -> None:
+        jobs = self.config.jobs
+        removed = await self.store.prune(jobs.retention_seconds, jobs.retention_count)
+        if removed:
+            log.info("jobs_pruned", removed=removed)
+
+    async def _start_chain(self) -> None:
+        assert self.ctx is not None
+        try:
+            # Imported only when enabled: web3 is heavy and most nodes run without a chain.
+            chain_module: Any = importlib.import_module("node_agent.chain.service")
+        except ImportError as exc:
+            log.error("chain_unavailable", error=str(exc))
+            self.ctx.health_checks["chain"] = lambda: {
+                "status": "unhealthy",
+                "reason": "chain support is not installed",
+            }
+            return
+        chain: Any = chain_module.create_chain_service(
+            self.config, self.state_dir, self.jobs.pipeline, self.jobs.policies
+        )
+        self.chain = chain
+        self.ctx.chain = chain
+        self.ctx.health_checks["chain"] = chain.health
+        self.tasks.spawn(chain.start(), name="chain-start")
+
+    def _jobs_health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "running": self.store.running_count(),
+            "queued": sum(self.jobs.admission.queue_depth().values()),
+        }
+
+    def _containers_health(self) -> dict[str, Any]:
+        states = {c.config.id: c.state.value for c in self.manager.containers.values()}
+        ok = self.manager.all_ready()
+        return {"status": "ok" if ok else "degraded", "states": states}
+
+    # --- reload and stop ---------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Re-read the config file; apply container changes; keep the old config on error."""
+        if self.config_path is None:
+            log.warning("reload_ignored", reason="no config file path")
+            return False
+        try:
+            new = await asyncio.get_running_loop().run_in_executor(
+                None, load_config, self.config_path
+            )
+        except ConfigError as exc:
+            log.error("reload_refused", error=exc.error, params=exc.params)
+            return False
+        self.jobs.reconfigure(policies_from_config(new.containers), _admission(new))
+        await self.manager.apply(new.containers)
+        self.config = new
+        if self.ctx is not None:
+            self.ctx.config = new
+        log.info("config_reloaded", containers=[c.id for c in new.containers])
+        return True
+
+    async def stop(self) -> None:
+        """Stop intake, drain running jobs within the grace period, then close everything."""
+        if self.ctx is not None:
+            self.ctx.draining = True
+        self.stopping.set()
+        grace = self.config.agent.shutdown_grace
+        log.info("node_stopping", grace=grace, running=len(self.jobs.tasks))
+        drained = await self.jobs.drain(grace)
+        chain: ChainGateway | None = self.ctx.chain if self.ctx else None
+        if chain is not None:
+            with contextlib.suppress(Exception):
+                await self.chain.stop(grace)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.tasks.cancel_all()
+        await self.manager.stop()
+        await self.store.close()
+        if self._session is not None:
+            await self._session.close()
+        log.info("node_stopped", drained=drained)
+
+
+async def run_daemon(config: Config, state_dir: Path, config_path: Path | None) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the config."""
+    daemon = Daemon(config, state_dir, config_path=config_path)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: daemon.tasks.spawn(daemon.reload(), name="reload")
+    )
+    try:
+        await daemon.start()
+    except Exception as exc:
+        log.error("node_start_failed", error=str(exc))
+        return 1
+    await stop.wait()
+    await daemon.stop()
+    return 0

@@ -1,0 +1,147 @@
+"""Runs a chain of service containers: the output of container i is the input of i+1 (§4)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from node_agent.containers.admission import Ticket
+from node_agent.containers.service_client import ServiceClient, ServiceEndpoint
+from node_agent.errors import ContainerError
+from node_agent.jobs.model import ContainerResult, JobLocation
+
+
+class EndpointDirectory(Protocol):
+    """Where containers answer; implemented by the container manager."""
+
+    def endpoint(self, container_id: str) -> ServiceEndpoint: ...
+
+    def suspect(self, container_id: str) -> None: ...
+
+
+@dataclass(slots=True)
+class PipelineOutcome:
+    results: list[ContainerResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.results) and all(r.ok for r in self.results)
+
+
+def service_request(
+    *, source: int, destination: int, data: Any, requires_proof: bool
+) -> dict[str, Any]:
+    return {
+        "source": source,
+        "destination": destination,
+        "data": data,
+        "requires_proof": requires_proof,
+    }
+
+
+class Pipeline:
+    """Calls containers in order; stops at the first failure and keeps the results so far."""
+
+    def __init__(self, directory: EndpointDirectory, client: ServiceClient) -> None:
+        self._directory = directory
+        self._client = client
+
+    async def run(
+        self,
+        containers: Sequence[str],
+        data: Any,
+        *,
+        source: int,
+        destination: int,
+        requires_proof: bool,
+        on_result: Callable[[ContainerResult], None] | None = None,
+        ticket: Ticket | None = None,
+    ) -> PipelineOutcome:
+        outcome = PipelineOutcome()
+        last = len(containers) - 1
+        for step, container_id in enumerate(containers):
+            body = service_request(
+                source=source if step == 0 else JobLocation.OFFCHAIN,
+                destination=destination if step == last else JobLocation.OFFCHAIN,
+                data=data,
+                requires_proof=requires_proof,
+            )
+            result = await self._call(container_id, body, ticket)
+            outcome.results.append(result)
+            if on_result is not None:
+                on_result(result)
+            if not result.ok:
+                break
+            data = result.output
+        return outcome
+
+    async def _call(
+        self, container_id: str, body: dict[str, Any], ticket: Ticket | None
+    ) -> ContainerResult:
+        endpoint = self._directory.endpoint(container_id)
+        try:
+            if ticket is None:
+                output = await self._client.call(endpoint, body)
+            else:
+                gate = ticket.gate(container_id)
+                async with gate.slots:
+                    gate.running += 1
+                    try:
+                        output = await self._client.call(endpoint, body)
+                    finally:
+                        gate.running -= 1
+                        ticket.release_step(container_id)
+        except ContainerError as exc:
+            if "unreachable" in exc.error:
+                self._directory.suspect(container_id)
+            return ContainerResult(container=container_id, error=exc.error)
+        return ContainerResult(container=container_id, output=output)
+
+    async def stream(
+        self,
+        containers: Sequence[str],
+        data: Any,
+        *,
+        requires_proof: bool,
+        timeout: float,
+        ticket: Ticket | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Run all but the last container normally, then relay the last one's stream.
+
+        (The reference streams ``containers[0]`` and silently ignores the rest.)
+        """
+        head = list(containers[:-1])
+        if head:
+            outcome = await self.run(
+                head,
+                data,
+                source=JobLocation.OFFCHAIN,
+                destination=JobLocation.OFFCHAIN,
+                requires_proof=requires_proof,
+                ticket=ticket,
+            )
+            if not outcome.ok:
+                failed = outcome.results[-1]
+                raise ContainerError(failed.error or "container failed")
+            data = outcome.results[-1].output
+        last = containers[-1]
+        body = service_request(
+            source=JobLocation.OFFCHAIN,
+            destination=JobLocation.STREAM,
+            data=data,
+            requires_proof=requires_proof,
+        )
+        endpoint = self._directory.endpoint(last)
+        gate = ticket.gate(last) if ticket is not None else None
+        try:
+            if gate is not None:
+                await gate.slots.acquire()
+                gate.running += 1
+            async for chunk in self._client.stream(endpoint, body, timeout=timeout):
+                yield chunk
+        finally:
+            if gate is not None and ticket is not None:
+                gate.running -= 1
+                gate.slots.release()
+                ticket.release_step(last)

@@ -1,0 +1,241 @@
+"""Accepting, running and recovering off-chain jobs.
+
+The order matters: access rules → admission (is there room?) → the job is committed as
+``running`` → only then the client hears its id and the pipeline starts. A job the node said
+yes to therefore always has a record, and always ends with a final status.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import structlog
+
+from node_agent.containers.admission import Admission, Ticket
+from node_agent.errors import ContainerError, ShuttingDown
+from node_agent.jobs import guardian
+from node_agent.jobs.guardian import ContainerPolicy, IpAddress
+from node_agent.jobs.model import ContainerResult, Job, JobLocation, JobStatus
+from node_agent.jobs.pipeline import Pipeline
+from node_agent.jobs.store import JobStore
+from node_agent.tasks import TaskSupervisor
+
+log = structlog.get_logger(__name__)
+
+
+class JobService:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        pipeline: Pipeline,
+        admission: Admission,
+        policies: Mapping[str, ContainerPolicy],
+        stream_timeout: float = 180.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.admission = admission
+        self.policies = dict(policies)
+        self.stream_timeout = stream_timeout
+        self._clock = clock
+        self.tasks = TaskSupervisor("jobs")
+        self.accepting = True
+        self.counters: Counter[tuple[str, str]] = Counter()  # (container|"job", status)
+
+    def reconfigure(self, policies: Mapping[str, ContainerPolicy], admission: Admission) -> None:
+        """New rules apply to new jobs; running jobs keep the tickets they hold."""
+        self.policies = dict(policies)
+        self.admission = admission
+
+    # --- intake ------------------------------------------------------------------------------
+
+    def check(self, containers: Sequence[str], requires_proof: bool, ip: IpAddress) -> Ticket:
+        """Access rules and admission for one job; raises the error the client should see."""
+        if not self.accepting:
+            raise ShuttingDown()
+        guardian.check_offchain_job(self.policies, containers, requires_proof, ip)
+        return self.admission.reserve(containers)
+
+    async def submit(
+        self,
+        client: str,
+        ip: IpAddress,
+        containers: Sequence[str],
+        data: Any,
+        requires_proof: bool,
+    ) -> str:
+        ticket = self.check(containers, requires_proof, ip)
+        job = self._new_job(client, containers, data, requires_proof, stream=False)
+        try:
+            await self.store.create(job)
+        except BaseException:
+            ticket.release_all()
+            raise
+        self.tasks.spawn(self._run(job, ticket), name=f"job-{job.id}")
+        return job.id
+
+    def _new_job(
+        self,
+        client: str,
+        containers: Sequence[str],
+        data: Any,
+        requires_proof: bool,
+        *,
+        stream: bool,
+    ) -> Job:
+        return Job(
+            id=str(uuid.uuid4()),
+            client=client,
+            containers=list(containers),
+            data=data,
+            requires_proof=requires_proof,
+            stream=stream,
+            created_at=self._clock(),
+        )
+
+    async def _run(self, job: Job, ticket: Ticket | None) -> None:
+        def on_result(result: ContainerResult) -> None:
+            job.results.append(result)
+            self.counters[(result.container, "success" if result.ok else "failed")] += 1
+            if result.ok and len(job.results) < len(job.containers):
+                self.store.save(job)  # intermediate results are visible while the chain runs
+
+        try:
+            outcome = await self.pipeline.run(
+                job.containers,
+                job.data,
+                source=JobLocation.OFFCHAIN,
+                destination=JobLocation.OFFCHAIN,
+                requires_proof=job.requires_proof,
+                on_result=on_result,
+                ticket=ticket,
+            )
+            job.status = JobStatus.SUCCESS if outcome.ok else JobStatus.FAILED
+        except Exception as exc:  # a bug must still leave the job with a final status
+            log.exception("job_crashed", job_id=job.id)
+            job.results.append(
+                ContainerResult(
+                    container=job.containers[len(job.results) % len(job.containers)],
+                    error=f"internal error: {type(exc).__name__}: {exc}",
+                )
+            )
+            job.status = JobStatus.FAILED
+        finally:
+            if ticket is not None:
+                ticket.release_all()
+            if not job.final:  # cancelled: the node stopped before the job could finish
+                job.results.append(
+                    ContainerResult(
+                        container=job.containers[min(len(job.results), len(job.containers) - 1)],
+                        error="job cancelled: the node shut down before it finished",
+                    )
+                )
+                job.status = JobStatus.FAILED
+            self.counters[("job", job.status.value)] += 1
+            self.store.save(job)
+
+    # --- streaming ---------------------------------------------------------------------------
+
+    async def open_stream(
+        self,
+        client: str,
+        ip: IpAddress,
+        containers: Sequence[str],
+        data: Any,
+        requires_proof: bool,
+    ) -> tuple[Job, AsyncIterator[bytes]]:
+        """Accept a stream job; the caller writes ``<id>\\n`` and then relays the iterator."""
+        ticket = self.check(containers, requires_proof, ip)
+        job = self._new_job(client, containers, data, requires_proof, stream=True)
+        try:
+            await self.store.create(job)
+        except BaseException:
+            ticket.release_all()
+            raise
+        return job, self._stream(job, ticket)
+
+    async def _stream(self, job: Job, ticket: Ticket) -> AsyncIterator[bytes]:
+        chunks: list[bytes] = []
+        last = job.containers[-1]
+        try:
+            async for chunk in self.pipeline.stream(
+                job.containers,
+                job.data,
+                requires_proof=job.requires_proof,
+                timeout=self.stream_timeout,
+                ticket=ticket,
+            ):
+                chunks.append(chunk)
+                yield chunk
+            try:
+                text = b"".join(chunks).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ContainerError(
+                    f"container {last} streamed bytes that are not UTF-8"
+                ) from None
+            job.results.append(ContainerResult(container=last, output={"output": text}))
+            job.status = JobStatus.SUCCESS
+        except ContainerError as exc:
+            job.results.append(ContainerResult(container=last, error=exc.error))
+            job.status = JobStatus.FAILED
+        except BaseException:
+            # The client went away (or the node is stopping) mid-stream.
+            job.results.append(ContainerResult(container=last, error="stream interrupted"))
+            job.status = JobStatus.FAILED
+            raise
+        finally:
+            ticket.release_all()
+            if not job.final:
+                job.status = JobStatus.FAILED
+            self.counters[("job", job.status.value)] += 1
+            self.store.save(job)
+
+    # --- PUT /api/status ---------------------------------------------------------------------
+
+    async def record_status(
+        self, client: str, job_id: str, status: JobStatus, containers: Sequence[str]
+    ) -> None:
+        """A local process reports a job's status (Infernet's ``PUT /api/status``)."""
+        job = Job(id=job_id, client=client, containers=list(containers), status=status)
+        if status is JobStatus.RUNNING:
+            await self.store.create(job)
+        else:
+            job.created_at = self._clock()
+            self.store.save(job)
+            for container in containers:
+                self.counters[(container, status.value)] += 1
+            self.counters[("job", status.value)] += 1
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def recover(self, policy: Literal["fail", "rerun"]) -> tuple[int, int]:
+        """Give every job cut off by the previous process a final status, or run it again."""
+        interrupted = await self.store.interrupted_jobs()
+        rerun = [
+            j
+            for j in interrupted
+            if policy == "rerun" and not j.stream and all(c in self.policies for c in j.containers)
+        ]
+        failed = self.store.fail_interrupted(j for j in interrupted if j not in rerun)
+        for job in rerun:
+            job.results.clear()
+            self.store.save(job)
+            self.tasks.spawn(self._run(job, None), name=f"job-rerun-{job.id}")
+        if interrupted:
+            log.warning("jobs_recovered_after_restart", failed=failed, rerun=len(rerun))
+        return failed, len(rerun)
+
+    async def drain(self, grace: float) -> bool:
+        """Refuse new jobs and wait up to ``grace`` seconds for running ones."""
+        self.accepting = False
+        finished = await self.tasks.wait(grace)
+        if not finished:
+            log.warning("jobs_still_running_at_shutdown", count=len(self.tasks))
+            await self.tasks.cancel_all()
+        return finished

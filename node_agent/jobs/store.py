@@ -1,0 +1,403 @@
+"""Jobs in SQLite (WAL), written by one thread with group commit.
+
+Why this shape: a job must be durable before ``POST /api/jobs`` answers, and the node must
+sustain thousands of jobs per second. One writer thread drains every queued operation into a
+single transaction, so a burst of N creations costs one commit, and the event loop never
+touches SQLite. Reads of live and recent jobs come from memory; older ones, and listings,
+go through the same thread so they always see every write queued before them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import orjson
+import structlog
+
+from node_agent.errors import StoreError
+from node_agent.jobs.model import ContainerResult, Job, JobStatus
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+Query = Callable[[sqlite3.Connection], T]
+
+INTERRUPTED_ERROR = (
+    "Job interrupted: the node stopped before the job finished (crash, kill or power loss)"
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    client TEXT NOT NULL,
+    status TEXT NOT NULL,
+    containers TEXT NOT NULL,
+    results TEXT NOT NULL,
+    data TEXT,
+    requires_proof INTEGER NOT NULL DEFAULT 0,
+    stream INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_client ON jobs (client, status, created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_age ON jobs (updated_at);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
+"""
+
+_UPSERT = """
+INSERT INTO jobs (id, client, status, containers, results, data, requires_proof, stream,
+                  created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(id) DO UPDATE SET status = excluded.status, results = excluded.results,
+                              updated_at = excluded.updated_at
+"""
+
+_COLUMNS = (
+    "id, client, status, containers, results, data, requires_proof, stream, created_at, updated_at"
+)
+
+
+def _row(job: Job) -> tuple[Any, ...]:
+    return (
+        job.id,
+        job.client,
+        job.status.value,
+        orjson.dumps(job.containers),
+        orjson.dumps([r.to_wire() for r in job.results]),
+        orjson.dumps(job.data),
+        int(job.requires_proof),
+        int(job.stream),
+        job.created_at,
+        job.updated_at,
+    )
+
+
+def _job(row: Sequence[Any]) -> Job:
+    return Job(
+        id=row[0],
+        client=row[1],
+        status=JobStatus(row[2]),
+        containers=orjson.loads(row[3]),
+        results=[ContainerResult.from_wire(r) for r in orjson.loads(row[4])],
+        data=orjson.loads(row[5]) if row[5] is not None else None,
+        requires_proof=bool(row[6]),
+        stream=bool(row[7]),
+        created_at=row[8],
+        updated_at=row[9],
+    )
+
+
+class _Op:
+    """One unit of work for the writer thread; ``write`` rows are coalesced per batch."""
+
+    __slots__ = ("future", "query", "write")
+
+    def __init__(
+        self,
+        write: tuple[Any, ...] | None = None,
+        query: Query[Any] | None = None,
+        future: Future[Any] | None = None,
+    ) -> None:
+        self.write = write
+        self.query = query
+        self.future = future
+
+
+_STOP = _Op()
+
+
+class _Writer(threading.Thread):
+    """Owns the only SQLite connection; commits each drained batch once."""
+
+    def __init__(self, path: Path, durability: Literal["normal", "full"]) -> None:
+        super().__init__(name="job-store", daemon=True)
+        self.path = path
+        self.durability = durability
+        self.ops: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        self.ready: Future[None] = Future()
+        self.batches = 0
+        self.rows_written = 0
+
+    def run(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.durability.upper()}")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            self.ready.set_exception(StoreError(f"cannot open job store {self.path}: {exc}"))
+            return
+        self.ready.set_result(None)
+        try:
+            self._loop(conn)
+        finally:
+            conn.close()
+
+    def _loop(self, conn: sqlite3.Connection) -> None:
+        while True:
+            batch = [self.ops.get()]
+            while len(batch) < 2048:
+                try:
+                    batch.append(self.ops.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(op is _STOP for op in batch)
+            self._run_batch(conn, [op for op in batch if op is not _STOP])
+            if stop:
+                return
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        done: list[tuple[Future[Any], Any, BaseException | None]] = []
+        pending_rows: dict[str, tuple[Any, ...]] = {}
+        try:
+            conn.execute("BEGIN")
+            for op in batch:
+                if op.write is not None:
+                    pending_rows[op.write[0]] = op.write  # later state of a job wins
+                    if op.future is not None:
+                        done.append((op.future, None, None))
+                    continue
+                self._flush(conn, pending_rows)
+                assert op.query is not None
+                try:
+                    result = op.query(conn)
+                except Exception as exc:  # a failed query fails its caller, not the batch
+                    if op.future is not None:
+                        done.append((op.future, None, exc))
+                else:
+                    if op.future is not None:
+                        done.append((op.future, result, None))
+            self._flush(conn, pending_rows)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("job_store_commit_failed", error=str(exc), ops=len(batch))
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            err = StoreError(f"job store write failed: {exc}")
+            done = [(f, None, err) for f, _, _ in done]
+        self.batches += 1
+        for future, result, error in done:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+    def _flush(self, conn: sqlite3.Connection, rows: dict[str, tuple[Any, ...]]) -> None:
+        if rows:
+            conn.executemany(_UPSERT, rows.values())
+            self.rows_written += len(rows)
+            rows.clear()
+
+
+class JobStore:
+    """Durable job records with an in-memory view of live and recent jobs."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        durability: Literal["normal", "full"] = "normal",
+        recent_cache_size: int = 20_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self._writer = _Writer(path, durability)
+        self._clock = clock
+        self._live: dict[str, Job] = {}
+        self._recent: OrderedDict[str, Job] = OrderedDict()
+        self._recent_cache_size = recent_cache_size
+        self._final_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._closed = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer.start()
+        await asyncio.wrap_future(self._writer.ready)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.ops.put(_STOP)
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+
+    async def _query(self, query: Query[T]) -> T:
+        if self._closed:
+            raise StoreError("job store is closed")
+        future: Future[T] = Future()
+        self._writer.ops.put(_Op(query=query, future=future))
+        return await asyncio.wrap_future(future)
+
+    # --- writes ------------------------------------------------------------------------------
+
+    async def create(self, job: Job) -> None:
+        """Persist a new job and return once it is committed (before the client's 200)."""
+        now = self._clock()
+        job.created_at = job.created_at or now
+        job.updated_at = now
+        self._live[job.id] = job
+        future: Future[None] = Future()
+        self._writer.ops.put(_Op(write=_row(job), future=future))
+        try:
+            await asyncio.wrap_future(future)
+        except BaseException:
+            self._live.pop(job.id, None)
+            raise
+
+    def save(self, job: Job) -> None:
+        """Record a job's new state (a container result, its final status) without waiting.
+
+        Ordering with ``create`` and later reads is kept by the single writer queue.
+        """
+        job.updated_at = self._clock()
+        self._writer.ops.put(_Op(write=_row(job)))
+        if job.final:
+            self._live.pop(job.id, None)
+            self._remember(job)
+            for waiter in self._final_waiters.pop(job.id, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _remember(self, job: Job) -> None:
+        self._recent[job.id] = job
+        if len(self._recent) > self._recent_cache_size:
+            self._recent.popitem(last=False)
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+        await self._query(lambda conn: None)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def _cached(self, job_id: str) -> Job | None:
+        return self._live.get(job_id) or self._recent.get(job_id)
+
+    async def get_many(self, client: str, ids: Sequence[str]) -> list[Job]:
+        """Jobs of ``client`` among ``ids``, in request order; unknown ids are left out."""
+        found: dict[str, Job] = {}
+        missing: list[str] = []
+        for job_id in dict.fromkeys(ids):
+            job = self._cached(job_id)
+            if job is None:
+                missing.append(job_id)
+            elif job.client == client:
+                found[job_id] = job
+        if missing:
+            for job in await self._query(lambda conn: _select_ids(conn, client, missing)):
+                found[job.id] = job
+        return [found[i] for i in ids if i in found]
+
+    async def list_ids(self, client: str, pending: bool | None) -> list[str]:
+        """Ids of ``client``'s jobs: running ones first, then finished ones, oldest first."""
+
+        def query(conn: sqlite3.Connection) -> list[str]:
+            running = _ids(conn, client, "status = 'running'")
+            if pending is True:
+                return running
+            finished = _ids(conn, client, "status != 'running'")
+            return finished if pending is False else running + finished
+
+        return await self._query(query)
+
+    async def wait_final(self, job_id: str, timeout: float) -> None:
+        """Return when the live job ``job_id`` is final or ``timeout`` passes (long-poll)."""
+        if job_id not in self._live or timeout <= 0:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._final_waiters.setdefault(job_id, []).append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._final_waiters.get(job_id)
+            if waiters and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._final_waiters[job_id]
+
+    def running_count(self) -> int:
+        return len(self._live)
+
+    # --- recovery and retention --------------------------------------------------------------
+
+    async def interrupted_jobs(self) -> list[Job]:
+        """Jobs left ``running`` by the previous process (it crashed or was killed)."""
+        return await self._query(
+            lambda conn: [
+                _job(r)
+                for r in conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE status = 'running'")
+            ]
+        )
+
+    def fail_interrupted(self, jobs: Iterable[Job]) -> int:
+        count = 0
+        for job in jobs:
+            container = (
+                job.containers[len(job.results)]
+                if len(job.results) < len(job.containers)
+                else job.containers[-1]
+            )
+            job.results.append(ContainerResult(container=container, error=INTERRUPTED_ERROR))
+            job.status = JobStatus.FAILED
+            self.save(job)
+            count += 1
+        return count
+
+    async def prune(self, max_age: float, max_count: int) -> int:
+        """Drop finished jobs older than ``max_age`` seconds and beyond the newest ``max_count``."""
+        cutoff = self._clock() - max_age
+
+        def query(conn: sqlite3.Connection) -> int:
+            removed = conn.execute(
+                "DELETE FROM jobs WHERE status != 'running' AND updated_at < ?", (cutoff,)
+            ).rowcount
+            removed += conn.execute(
+                "DELETE FROM jobs WHERE status != 'running' AND id IN ("
+                " SELECT id FROM jobs WHERE status != 'running'"
+                " ORDER BY updated_at DESC LIMIT -1 OFFSET ?)",
+                (max_count,),
+            ).rowcount
+            return int(removed)
+
+        removed = await self._query(query)
+        if removed:
+            for job_id in [j.id for j in self._recent.values() if j.updated_at < cutoff]:
+                self._recent.pop(job_id, None)
+        return removed
+
+    @property
+    def commit_batches(self) -> int:
+        return self._writer.batches
+
+
+def _select_ids(conn: sqlite3.Connection, client: str, ids: Sequence[str]) -> list[Job]:
+    jobs: list[Job] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE client = ? AND id IN ({marks})",
+            (client, *chunk),
+        )
+        jobs.extend(_job(r) for r in rows)
+    return jobs
+
+
+def _ids(conn: sqlite3.Connection, client: str, where: str) -> list[str]:
+    rows = conn.execute(
+        f"SELECT id FROM jobs WHERE client = ? AND {where} ORDER BY created_at", (client,)
+    )
+    return [r[0] for r in rows]

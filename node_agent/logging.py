@@ -1,0 +1,94 @@
+"""structlog setup: JSON lines for journald and files, a readable console in a terminal.
+
+Every line of an HTTP request carries its ``request_id`` (bound through contextvars by the API
+middleware). Values that look like secrets are redacted here, once, so no call site can leak
+them by accident.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from node_agent.config import LogConfig
+
+_SECRET_KEYS = re.compile(r"(private_key|password|secret|token|bearer|api_key|authorization)", re.I)
+_HEX_KEY = re.compile(r"\b(0x)?[0-9a-fA-F]{64}\b")
+REDACTED = "[redacted]"
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Drop values under secret-sounding keys and anything shaped like a 32-byte private key."""
+    for key, value in list(event_dict.items()):
+        if _SECRET_KEYS.search(key):
+            event_dict[key] = REDACTED
+        elif isinstance(value, str) and _HEX_KEY.search(value) and key not in _HASH_KEYS:
+            event_dict[key] = _HEX_KEY.sub(REDACTED, value)
+    return event_dict
+
+
+# Keys whose 32-byte hex values are public (transaction and container hashes), not keys.
+_HASH_KEYS = frozenset({"tx_hash", "containers_hash", "block_hash", "container_hash", "digest"})
+
+
+def configure_logging(config: LogConfig, *, stream: Any = None) -> None:
+    """Install structlog + stdlib logging according to ``log.*`` (Infernet keys plus ours)."""
+    stream = stream or sys.stdout
+    use_json = config.format == "json" or (config.format == "auto" and not stream.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
+    if config.path:
+        file_formatter = structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+        file_handler = logging.handlers.RotatingFileHandler(
+            config.path, maxBytes=config.max_file_size, backupCount=config.backup_count
+        )
+        file_handler.setFormatter(file_formatter)
+        handlers.append(file_handler)
+    handlers[0].setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = handlers
+    root.setLevel(config.level)
+    # aiohttp's access log is per request: too chatty for a node serving thousands of jobs/s.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("docker").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(config.level)),
+        cache_logger_on_first_use=True,
+    )

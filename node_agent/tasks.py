@@ -1,0 +1,87 @@
+"""Owned background tasks: every task has a name, a reference, and a logged failure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class TaskSupervisor:
+    """Keeps references to the tasks it starts and logs how each one ended.
+
+    asyncio only keeps weak references to tasks; a fire-and-forget ``create_task`` can be
+    garbage-collected mid-flight and its exception is lost (the reference node's bug 20).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error(
+                "background_task_failed",
+                owner=self.name,
+                task=task.get_name(),
+                error=repr(exc),
+                exc_info=exc,
+            )
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def wait(self, timeout: float | None) -> bool:
+        """Wait for every task to end; True when all did within ``timeout``."""
+        if not self._tasks:
+            return True
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        return not pending
+
+    async def cancel_all(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_forever(
+    step: Callable[[], Awaitable[None]],
+    *,
+    name: str,
+    interval: float,
+    backoff_max: float = 60.0,
+    stop: asyncio.Event,
+) -> None:
+    """Call ``step`` every ``interval`` seconds until ``stop``; failures back off, never end it."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            await step()
+            failures = 0
+            delay = interval
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures += 1
+            delay = min(backoff_max, interval * 2**failures) * random.uniform(0.5, 1.0)
+            log.warning("loop_step_failed", loop=name, error=repr(exc), retry_in=round(delay, 2))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from agentproc import SLOWSERVICE_DIR, TEST_IMAGE, Agent
 from notifysocket import NotifySocket
 
 
@@ -32,3 +34,38 @@ def abstract_notify_socket() -> Iterator[NotifySocket]:
         yield receiver
     finally:
         receiver.close()
+
+
+@pytest.fixture(scope="session")
+def test_image() -> str:
+    """Build the tiny test service on the offline base image (cached by Docker)."""
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("no Docker engine: run scripts/setup-docker.sh")
+    build = subprocess.run(
+        ["docker", "build", "-q", "-t", TEST_IMAGE, str(SLOWSERVICE_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    return TEST_IMAGE
+
+
+@pytest.fixture
+def agent_factory(
+    tmp_path: Path, notify_socket: NotifySocket, test_image: str
+) -> Iterator[Callable[[list[dict[str, object]]], Agent]]:
+    """Agents as real processes; each is killed (if still alive) and its containers removed."""
+    agents: list[Agent] = []
+
+    def make(containers: list[dict[str, object]]) -> Agent:
+        directory = tmp_path / f"agent{len(agents)}"
+        directory.mkdir()
+        agent = Agent(directory, notify_socket, containers)
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        agent.close()

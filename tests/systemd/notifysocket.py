@@ -3,51 +3,64 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 
 class NotifySocket:
-    """The receiving end a test owns: collects the ``KEY=VALUE`` datagrams the agent sends."""
+    """The receiving end a test owns: a thread stamps each ``KEY=VALUE`` datagram on arrival."""
 
     def __init__(self, address: str | bytes, env_value: str) -> None:
         self.env_value = env_value
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(address)
+        self.sock.settimeout(0.1)
         self.received: list[tuple[float, dict[str, str]]] = []
+        self._arrived = threading.Condition()
+        self._closed = threading.Event()
+        self._cursor = 0
+        self._reader = threading.Thread(target=self._read, name="notify-socket", daemon=True)
+        self._reader.start()
 
-    def drain(self) -> list[tuple[float, dict[str, str]]]:
-        """Read every queued datagram without waiting."""
-        self.sock.setblocking(False)
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except BlockingIOError:
-                return self.received
-            self.received.append((time.monotonic(), parse(data)))
-
-    def wait_for(self, key: str, value: str | None = None, timeout: float = 10.0) -> dict[str, str]:
-        """Block (in the test's thread) until a datagram with ``key`` (=``value``) arrives."""
-        deadline = time.monotonic() + timeout
-        seen = len(self.received)
-        while True:
-            for _, fields in self.received[seen:]:
-                if key in fields and (value is None or fields[key] == value):
-                    return fields
-            seen = len(self.received)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no {key} notification within {timeout}s: {self.received}")
-            self.sock.settimeout(min(remaining, 0.2))
+    def _read(self) -> None:
+        while not self._closed.is_set():
             try:
                 data = self.sock.recv(65536)
             except TimeoutError:
                 continue
-            self.received.append((time.monotonic(), parse(data)))
+            except OSError:
+                return
+            with self._arrived:
+                self.received.append((time.monotonic(), parse(data)))
+                self._arrived.notify_all()
+
+    def drain(self) -> list[tuple[float, dict[str, str]]]:
+        """Everything received so far (after a moment for datagrams already in flight)."""
+        time.sleep(0.05)
+        with self._arrived:
+            return list(self.received)
+
+    def wait_for(self, key: str, value: str | None = None, timeout: float = 10.0) -> dict[str, str]:
+        """The next datagram with ``key`` (=``value``) after the one the last call returned."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while True:
+                for index in range(self._cursor, len(self.received)):
+                    fields = self.received[index][1]
+                    if key in fields and (value is None or fields[key] == value):
+                        self._cursor = index + 1
+                        return fields
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"no {key} notification within {timeout}s")
+                self._arrived.wait(remaining)
 
     def messages(self, key: str) -> list[tuple[float, dict[str, str]]]:
         return [(t, f) for t, f in self.drain() if key in f]
 
     def close(self) -> None:
+        self._closed.set()
+        self._reader.join(timeout=5)
         self.sock.close()
 
 

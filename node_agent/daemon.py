@@ -31,6 +31,7 @@ from node_agent.jobs.guardian import policies_from_config
 from node_agent.jobs.pipeline import Pipeline
 from node_agent.jobs.service import JobService
 from node_agent.jobs.store import JobStore
+from node_agent.reload import GateHold, carry_over, diff_containers, wait_until_idle
 from node_agent.sdnotify import Notifier, Watchdog
 from node_agent.tasks import TaskSupervisor, run_forever
 
@@ -194,12 +195,29 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload_refused", error=exc.error, params=exc.params)
             return False
-        self.jobs.reconfigure(policies_from_config(new.containers), _admission(new))
-        await self.manager.apply(new.containers)
+        changes = diff_containers(self.config.containers, new.containers)
+        old_admission = self.jobs.admission
+        admission = carry_over(old_admission, new.containers, changes)
+        hold = GateHold(admission, changes.held)
+        try:
+            self.jobs.reconfigure(policies_from_config(new.containers), admission)
+            # Jobs already admitted to a container that goes away finish on it first.
+            grace = self.config.agent.shutdown_grace
+            if not await wait_until_idle(old_admission, changes.replaced, grace):
+                log.warning("reload_jobs_cut_off", containers=sorted(changes.replaced))
+            await self.manager.apply(new.containers)
+        finally:
+            hold.release()
         self.config = new
         if self.ctx is not None:
             self.ctx.config = new
-        log.info("config_reloaded", containers=[c.id for c in new.containers])
+        log.info(
+            "config_reloaded",
+            containers=[c.id for c in new.containers],
+            added=sorted(changes.added),
+            changed=sorted(changes.changed),
+            removed=sorted(changes.removed),
+        )
         return True
 
     async def stop(self) -> None:

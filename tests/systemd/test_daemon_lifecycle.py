@@ -118,6 +118,8 @@ def test_reload_applies_added_removed_and_changed_containers_without_losing_jobs
 
     reloading = notify_socket.wait_for("RELOADING", "1", timeout=10)
     assert int(reloading["MONOTONIC_USEC"]) > 0
+    # Sent while the old "change" still finishes its job: held until the new one is up.
+    during = {"change": agent.submit(change["id"]), "add": agent.submit(add["id"])}
     done = notify_socket.wait_for("READY", "1", timeout=90)
     assert "refused" not in done["STATUS"]
 
@@ -126,6 +128,12 @@ def test_reload_applies_added_removed_and_changed_containers_without_losing_jobs
         job = agent.job(job_id, wait=30)
         assert job["status"] == "success", (name, job)
         assert job["result"]["output"]["version"] == "v1"
+
+    for name, job_id in during.items():
+        job = agent.job(job_id, wait=30)
+        assert job["status"] == "success", (name, job)
+        expected = "v2" if name == "change" else "v1"
+        assert job["result"]["output"]["version"] == expected
 
     # The new set serves: the added one, the changed one as v2; the removed one is gone.
     assert agent.job(agent.submit(add["id"]), wait=10)["status"] == "success"

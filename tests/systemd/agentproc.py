@@ -94,20 +94,13 @@ class Agent:
     def start(self, watchdog_usec: int | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("WATCHDOG_", "NOTIFY_"))}
         env["NOTIFY_SOCKET"] = self.notify.env_value
+        env["STATE_DIRECTORY"] = str(self.state_dir)
         if watchdog_usec is not None:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
         with self.log_path.open("ab") as log:
+            # As the unit runs it: only --config; the state dir comes from $STATE_DIRECTORY.
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "node_agent.cli",
-                    "run",
-                    "--config",
-                    str(self.config_path),
-                    "--state-dir",
-                    str(self.state_dir),
-                ],
+                [sys.executable, "-m", "node_agent.cli", "run", "--config", str(self.config_path)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

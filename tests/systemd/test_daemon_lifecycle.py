@@ -86,7 +86,9 @@ def test_sigterm_drains_in_flight_jobs_and_refuses_new_ones(
     assert agent.wait_exit(timeout=60) == 0
     assert time.monotonic() - started >= 2.5  # it waited for the jobs, not killed them
 
-    # The next start finds every job finished with its output (none cut off by the stop).
+    # The next start finds every job finished with its output (none cut off by the stop),
+    # in the store under $STATE_DIRECTORY.
+    assert (agent.state_dir / "jobs.sqlite").exists()
     agent.start()
     notify_socket.wait_for("READY", "1", timeout=60)
     for index, job_id in enumerate(jobs):

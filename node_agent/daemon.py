@@ -266,9 +266,12 @@ async def run_daemon(
     async def reload() -> None:
         async with reload_lock:  # a second SIGHUP waits for the first reload to finish
             notifier.reloading("reloading configuration")
-            ok = await daemon.reload()
-            prefix = "" if ok else "reload refused, old config kept; "
-            notifier.ready(prefix + daemon.status_line())
+            ok = False
+            try:
+                ok = await daemon.reload()
+            finally:  # systemd waits in "reloading" until READY=1, whatever happened
+                prefix = "" if ok else "reload refused, old config kept; "
+                notifier.ready(prefix + daemon.status_line())
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

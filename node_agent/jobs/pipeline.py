@@ -134,15 +134,20 @@ class Pipeline:
             requires_proof=requires_proof,
         )
         gate = ticket.gate(last) if ticket is not None else None
+        acquired = False
         try:
             if gate is not None:
+                # May wait long (a reload holds the gate): a cancel here must not release a
+                # slot it never got.
                 await gate.slots.acquire()
+                acquired = True
                 gate.running += 1
             endpoint = self._directory.endpoint(last)
             async for chunk in self._client.stream(endpoint, body, timeout=timeout):
                 yield chunk
         finally:
             if gate is not None and ticket is not None:
-                gate.running -= 1
-                gate.slots.release()
+                if acquired:
+                    gate.running -= 1
+                    gate.slots.release()
                 ticket.release_step(last)

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from node_agent.chain.settings import OnchainConfig
 from node_agent.errors import ConfigError
 
 # Docker container names: the id is also the managed container's name.
@@ -324,6 +325,10 @@ class ContainersRuntimeConfig(_Model):
     restart_backoff_max: float = Field(60.0, gt=0)
     watch_interval: float = Field(5.0, gt=0)
     pull: bool = True
+    # bridge: call containers on their Docker network address (fast, no docker-proxy);
+    # published: through the port published on publish_host (e.g. when the agent runs in a VM
+    # or container that cannot reach Docker networks).
+    connect: Literal["bridge", "published"] = "bridge"
 
 
 class AgentConfig(_Model):
@@ -349,6 +354,7 @@ class Config(_Model):
     agent: AgentConfig = AgentConfig()
     jobs: JobsConfig = JobsConfig()
     runtime: ContainersRuntimeConfig = ContainersRuntimeConfig()
+    onchain: OnchainConfig = OnchainConfig()
 
     @model_validator(mode="after")
     def _containers_consistent(self) -> Config:

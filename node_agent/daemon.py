@@ -72,7 +72,7 @@ class Daemon:
         config = self.config
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._session = ServiceClient.make_session()
-        client = ServiceClient(self._session)
+        client = self._client = ServiceClient(self._session)
         self.store = JobStore(self.state_dir / "jobs.sqlite", durability=config.jobs.durability)
         await self.store.open()
         self.manager = ContainerManager(
@@ -238,6 +238,7 @@ class Daemon:
         await self.manager.stop()
         await self.store.close()
         if self._session is not None:
+            self._client.close()
             await self._session.close()
         log.info("node_stopped", drained=drained)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -42,9 +43,16 @@ async def read_json(request: web.Request, *, force: bool = False) -> Any:
     raw = await request.read()
     if not raw:
         raise BadRequest("Invalid JSON body", {"problem": "empty body"})
+    # orjson turns integers beyond 64 bits into floats; delegated subscriptions carry 256-bit
+    # r and s, so those bodies (rare) go through the standard library parser.
+    if b'"signature"' not in raw:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
         raise BadRequest("Invalid JSON body", {"problem": str(exc)}) from None
 
 
@@ -187,13 +195,16 @@ class Handlers:
         await response.prepare(request)
         # The client takes the whole first chunk it receives as the job id: send it alone.
         await response.write(f"{job.id}\n".encode())
-        await response.drain()
         try:
             async for chunk in chunks:
                 await response.write(chunk)
+            await response.write_eof()
         except NodeAgentError as exc:
+            # Headers are gone: the stream just ends; the job record carries the error.
             log.warning("stream_failed", job_id=job.id, error=exc.error)
-        await response.write_eof()
+            await response.write_eof()
+        except ConnectionError:
+            log.info("stream_client_gone", job_id=job.id)
         return response
 
     async def get_jobs(self, request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -27,15 +28,23 @@ def _in(ip: IpAddress, networks: Sequence[IpNetwork]) -> bool:
     return any(ip.version == n.version and ip in n for n in networks)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_peer(peer: str) -> IpAddress | None:
+    """Peers repeat (keep-alive, few clients): parse each address string once."""
+    try:
+        return normalise(ipaddress.ip_address(peer.split("%", 1)[0]))
+    except ValueError:
+        return None
+
+
 def client_address(
     peer: str | None, forwarded_for: str | None, trusted: Sequence[IpNetwork]
 ) -> IpAddress | None:
     """The caller's address; ``None`` when it cannot be known (no peer, junk peer)."""
     if not peer:
         return None
-    try:
-        ip = normalise(ipaddress.ip_address(peer.split("%", 1)[0]))
-    except ValueError:
+    ip = _parse_peer(peer)
+    if ip is None:
         return None
     if not forwarded_for or not trusted or not _in(ip, trusted):
         return ip

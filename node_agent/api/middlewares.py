@@ -7,7 +7,6 @@ to serve thousands of jobs per second.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
@@ -27,13 +26,14 @@ from node_agent.errors import (
     RateLimited,
     ShuttingDown,
 )
-from node_agent.jobs.guardian import IpNetwork
+from node_agent.ids import new_request_id
+from node_agent.jobs.guardian import IpAddress, IpNetwork
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-CLIENT_IP = "client_ip"
+CLIENT_IP: web.RequestKey[IpAddress] = web.RequestKey("client_ip")
 UNLIMITED_PATHS = frozenset({"/api/status", "/metrics"})
 
 
@@ -64,7 +64,7 @@ def make_core_middleware(
 
     @web.middleware
     async def core(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+        request_id = request.headers.get("X-Request-Id") or new_request_id()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:

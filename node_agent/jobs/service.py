@@ -8,7 +8,6 @@ yes to therefore always has a record, and always ends with a final status.
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -16,7 +15,8 @@ from typing import Any, Literal
 import structlog
 
 from node_agent.containers.admission import Admission, Ticket
-from node_agent.errors import ContainerError, ShuttingDown
+from node_agent.errors import BadRequest, ContainerError, ShuttingDown
+from node_agent.ids import new_job_id
 from node_agent.jobs import guardian
 from node_agent.jobs.guardian import ContainerPolicy, IpAddress
 from node_agent.jobs.model import ContainerResult, Job, JobLocation, JobStatus
@@ -70,27 +70,23 @@ class JobService:
         data: Any,
         requires_proof: bool,
     ) -> str:
-        ticket = self.check(containers, requires_proof, ip)
-        job = self._new_job(client, containers, data, requires_proof, stream=False)
-        try:
-            await self.store.create(job)
-        except BaseException:
-            ticket.release_all()
-            raise
+        job, ticket = await self._accept(client, ip, containers, data, requires_proof, False)
         self.tasks.spawn(self._run(job, ticket), name=f"job-{job.id}")
         return job.id
 
-    def _new_job(
+    async def _accept(
         self,
         client: str,
+        ip: IpAddress,
         containers: Sequence[str],
         data: Any,
         requires_proof: bool,
-        *,
         stream: bool,
-    ) -> Job:
-        return Job(
-            id=str(uuid.uuid4()),
+    ) -> tuple[Job, Ticket]:
+        """Check, reserve, and commit the job as ``running``; nothing is kept on failure."""
+        ticket = self.check(containers, requires_proof, ip)
+        job = Job(
+            id=new_job_id(),
             client=client,
             containers=list(containers),
             data=data,
@@ -98,6 +94,12 @@ class JobService:
             stream=stream,
             created_at=self._clock(),
         )
+        try:
+            await self.store.create(job)
+        except BaseException:
+            ticket.release_all()
+            raise
+        return job, ticket
 
     async def _run(self, job: Job, ticket: Ticket | None) -> None:
         def on_result(result: ContainerResult) -> None:
@@ -151,13 +153,7 @@ class JobService:
         requires_proof: bool,
     ) -> tuple[Job, AsyncIterator[bytes]]:
         """Accept a stream job; the caller writes ``<id>\\n`` and then relays the iterator."""
-        ticket = self.check(containers, requires_proof, ip)
-        job = self._new_job(client, containers, data, requires_proof, stream=True)
-        try:
-            await self.store.create(job)
-        except BaseException:
-            ticket.release_all()
-            raise
+        job, ticket = await self._accept(client, ip, containers, data, requires_proof, True)
         return job, self._stream(job, ticket)
 
     async def _stream(self, job: Job, ticket: Ticket) -> AsyncIterator[bytes]:
@@ -202,6 +198,11 @@ class JobService:
         self, client: str, job_id: str, status: JobStatus, containers: Sequence[str]
     ) -> None:
         """A local process reports a job's status (Infernet's ``PUT /api/status``)."""
+        owner = self.store.owner_of(job_id)
+        if owner is not None and owner != client:
+            raise BadRequest(
+                "Could not store job status", {"problem": "the job id belongs to another client"}
+            )
         job = Job(id=job_id, client=client, containers=list(containers), status=status)
         if status is JobStatus.RUNNING:
             await self.store.create(job)
@@ -224,8 +225,7 @@ class JobService:
         ]
         failed = self.store.fail_interrupted(j for j in interrupted if j not in rerun)
         for job in rerun:
-            job.results.clear()
-            self.store.save(job)
+            self.store.resume(job)
             self.tasks.spawn(self._run(job, None), name=f"job-rerun-{job.id}")
         if interrupted:
             log.warning("jobs_recovered_after_restart", failed=failed, rerun=len(rerun))

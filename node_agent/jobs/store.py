@@ -59,6 +59,7 @@ INSERT INTO jobs (id, client, status, containers, results, data, requires_proof,
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(id) DO UPDATE SET status = excluded.status, results = excluded.results,
                               updated_at = excluded.updated_at
+WHERE jobs.client = excluded.client
 """
 
 _COLUMNS = (
@@ -105,7 +106,7 @@ class _Op:
         self,
         write: tuple[Any, ...] | None = None,
         query: Query[Any] | None = None,
-        future: Future[Any] | None = None,
+        future: asyncio.Future[Any] | None = None,
     ) -> None:
         self.write = write
         self.query = query
@@ -124,6 +125,7 @@ class _Writer(threading.Thread):
         self.durability = durability
         self.ops: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         self.ready: Future[None] = Future()
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
         self.rows_written = 0
 
@@ -157,7 +159,7 @@ class _Writer(threading.Thread):
                 return
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        done: list[tuple[Future[Any], Any, BaseException | None]] = []
+        done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         pending_rows: dict[str, tuple[Any, ...]] = {}
         try:
             conn.execute("BEGIN")
@@ -186,17 +188,25 @@ class _Writer(threading.Thread):
             err = StoreError(f"job store write failed: {exc}")
             done = [(f, None, err) for f, _, _ in done]
         self.batches += 1
-        for future, result, error in done:
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
+        if done and self.loop is not None:
+            # One wake-up of the event loop per batch, not one per waiting request.
+            self.loop.call_soon_threadsafe(_settle, done)
 
     def _flush(self, conn: sqlite3.Connection, rows: dict[str, tuple[Any, ...]]) -> None:
         if rows:
             conn.executemany(_UPSERT, rows.values())
             self.rows_written += len(rows)
             rows.clear()
+
+
+def _settle(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in done:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class JobStore:
@@ -223,6 +233,7 @@ class JobStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer.loop = asyncio.get_running_loop()
         self._writer.start()
         await asyncio.wrap_future(self._writer.ready)
 
@@ -236,9 +247,9 @@ class JobStore:
     async def _query(self, query: Query[T]) -> T:
         if self._closed:
             raise StoreError("job store is closed")
-        future: Future[T] = Future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._writer.ops.put(_Op(query=query, future=future))
-        return await asyncio.wrap_future(future)
+        return await future
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -248,10 +259,10 @@ class JobStore:
         job.created_at = job.created_at or now
         job.updated_at = now
         self._live[job.id] = job
-        future: Future[None] = Future()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._writer.ops.put(_Op(write=_row(job), future=future))
         try:
-            await asyncio.wrap_future(future)
+            await future
         except BaseException:
             self._live.pop(job.id, None)
             raise
@@ -270,6 +281,13 @@ class JobStore:
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def resume(self, job: Job) -> None:
+        """Take back a job from the previous process to run it again."""
+        job.status = JobStatus.RUNNING
+        job.results.clear()
+        self._live[job.id] = job
+        self.save(job)
+
     def _remember(self, job: Job) -> None:
         self._recent[job.id] = job
         if len(self._recent) > self._recent_cache_size:
@@ -280,6 +298,11 @@ class JobStore:
         await self._query(lambda conn: None)
 
     # --- reads -------------------------------------------------------------------------------
+
+    def owner_of(self, job_id: str) -> str | None:
+        """The client of a live or recent job (``None`` when not in memory)."""
+        job = self._cached(job_id)
+        return job.client if job is not None else None
 
     def _cached(self, job_id: str) -> Job | None:
         return self._live.get(job_id) or self._recent.get(job_id)

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {SubscriptionConsumer} from "../consumer/SubscriptionConsumer.sol";
+import {DeliveryRecorder} from "./DeliveryRecorder.sol";
+
+/// @title ExampleSubscriptionConsumer
+/// @notice Recurring consumer for demos: anyone may open a subscription through it; the owner sets the
+/// on-chain inputs nodes read via `getContainerInputs`; every delivery is recorded per interval.
+contract ExampleSubscriptionConsumer is SubscriptionConsumer, DeliveryRecorder {
+    bytes public containerInputs;
+
+    constructor(address registry, bytes memory inputs) SubscriptionConsumer(registry) {
+        containerInputs = inputs;
+    }
+
+    function createSubscription(
+        string calldata containerId,
+        uint32 frequency,
+        uint32 period,
+        uint16 redundancy,
+        bool lazy
+    ) external returns (uint32) {
+        return _createComputeSubscription(
+            containerId, frequency, period, redundancy, lazy, address(0), 0, address(0), address(0)
+        );
+    }
+
+    function cancelSubscription(uint32 subscriptionId) external onlyOwner {
+        _cancelComputeSubscription(subscriptionId);
+    }
+
+    function setContainerInputs(bytes calldata inputs) external onlyOwner {
+        containerInputs = inputs;
+    }
+
+    function getContainerInputs(uint32, uint32, uint32, address) external view override returns (bytes memory) {
+        return containerInputs;
+    }
+
+    function _receiveCompute(
+        uint32 subscriptionId,
+        uint32 interval,
+        uint16 redundancy,
+        address node,
+        bytes calldata input,
+        bytes calldata output,
+        bytes calldata proof,
+        bytes32 containerId,
+        uint256 index
+    ) internal override {
+        _record(subscriptionId, interval, Delivery(node, redundancy, input, output, proof, containerId, index));
+    }
+}

@@ -1,0 +1,93 @@
+"""The slice of the Infernet SDK ABI the node calls, as signatures encoded with eth-abi.
+
+Identical on our contracts and on an existing SDK deployment, so one code path serves both.
+Encoding by hand (rather than web3 contract objects) keeps calls independent of web3's
+contract API, which changed between v6, v7 and v8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi.abi import decode, encode
+from eth_utils.crypto import keccak
+
+SUBSCRIPTION_TUPLE = (
+    "(address,uint32,uint32,uint32,uint16,bytes32,bool,address,uint256,address,address)"
+)
+
+
+@dataclass(frozen=True)
+class Function:
+    """One contract function: ``name(inputs) -> outputs``."""
+
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def signature(self) -> str:
+        return f"{self.name}({','.join(self.inputs)})"
+
+    @property
+    def selector(self) -> bytes:
+        return keccak(text=self.signature)[:4]
+
+    def encode_call(self, *args: Any) -> bytes:
+        return self.selector + encode(list(self.inputs), list(args))
+
+    def decode_result(self, data: bytes) -> tuple[Any, ...]:
+        return tuple(decode(list(self.outputs), data))
+
+
+def _fn(name: str, inputs: Sequence[str], outputs: Sequence[str] = ()) -> Function:
+    return Function(name, tuple(inputs), tuple(outputs))
+
+
+# Registry
+REGISTRY_COORDINATOR = _fn("COORDINATOR", [], ["address"])
+REGISTRY_READER = _fn("READER", [], ["address"])
+
+# Coordinator
+COORDINATOR_ID = _fn("id", [], ["uint32"])
+GET_SUBSCRIPTION = _fn("getSubscription", ["uint32"], [SUBSCRIPTION_TUPLE])
+DELEGATE_CREATED_IDS = _fn("delegateCreatedIds", ["bytes32"], ["uint32"])
+NODE_RESPONDED = _fn("nodeResponded", ["bytes32"], ["bool"])
+DELIVER_COMPUTE = _fn("deliverCompute", ["uint32", "uint32", "bytes", "bytes", "bytes", "address"])
+DELIVER_COMPUTE_DELEGATEE = _fn(
+    "deliverComputeDelegatee",
+    [
+        "uint32",
+        "uint32",
+        SUBSCRIPTION_TUPLE,
+        "uint8",
+        "bytes32",
+        "bytes32",
+        "uint32",
+        "bytes",
+        "bytes",
+        "bytes",
+        "address",
+    ],
+)
+
+# Reader
+READ_SUBSCRIPTION_BATCH = _fn(
+    "readSubscriptionBatch", ["uint32", "uint32"], [SUBSCRIPTION_TUPLE + "[]"]
+)
+READ_REDUNDANCY_COUNT_BATCH = _fn(
+    "readRedundancyCountBatch", ["uint32[]", "uint32[]"], ["uint16[]"]
+)
+
+# Consumer / Delegator
+GET_CONTAINER_INPUTS = _fn(
+    "getContainerInputs", ["uint32", "uint32", "uint32", "address"], ["bytes"]
+)
+GET_SIGNER = _fn("getSigner", [], ["address"])
+
+
+def delegate_key(owner: str, nonce: int) -> bytes:
+    """``keccak256(abi.encode(address owner, uint32 nonce))``: the delegateCreatedIds key."""
+    return keccak(encode(["address", "uint32"], [owner, nonce]))

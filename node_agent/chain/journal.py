@@ -1,0 +1,310 @@
+"""The chain side's durable state: delivery journal, sync cursor, tracked and delegated subs.
+
+One SQLite file (WAL) in the state directory, used from one dedicated thread so the event loop
+never blocks on disk. A transaction is journaled (raw signed bytes included) *before* it is
+broadcast: after a crash the node re-broadcasts or confirms it, and never computes that
+(subscription, interval) again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# Delivery states. Every state but "failed" (with attempts left) means "handled, never again".
+SENT = "sent"
+CONFIRMED = "confirmed"
+REVERTED = "reverted"
+SKIPPED = "skipped"
+FAILED = "failed"
+FINAL_STATES = frozenset({SENT, CONFIRMED, REVERTED, SKIPPED})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id INTEGER PRIMARY KEY, data TEXT NOT NULL, containers TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS delegated (
+    owner TEXT NOT NULL, nonce INTEGER NOT NULL, body TEXT NOT NULL, containers TEXT NOT NULL,
+    sub_id INTEGER, state TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (owner, nonce));
+CREATE TABLE IF NOT EXISTS deliveries (
+    sub_key TEXT NOT NULL, interval INTEGER NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, nonce INTEGER, error TEXT, updated REAL NOT NULL,
+    PRIMARY KEY (sub_key, interval));
+CREATE TABLE IF NOT EXISTS txs (
+    tx_hash TEXT PRIMARY KEY, sub_key TEXT NOT NULL, interval INTEGER NOT NULL,
+    nonce INTEGER NOT NULL, raw TEXT NOT NULL, gas INTEGER NOT NULL, max_fee INTEGER NOT NULL,
+    priority_fee INTEGER NOT NULL, sent_at REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class TxRecord:
+    tx_hash: str
+    sub_key: str
+    interval: int
+    nonce: int
+    raw: bytes
+    gas: int
+    max_fee: int
+    priority_fee: int
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class DelegatedRecord:
+    owner: str
+    nonce: int
+    body: dict[str, Any]
+    containers: tuple[str, ...]
+    sub_id: int | None
+    state: str
+
+
+class Journal:
+    """Async facade over the SQLite file; every call runs on the journal's own thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-journal")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def job() -> T:
+            assert self._db is not None, "journal not open"
+            with self._db:
+                return fn(self._db)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
+    async def open(self) -> None:
+        def connect() -> None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            db.isolation_level = "DEFERRED"
+            self._db = db
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+    async def close(self) -> None:
+        def disconnect() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, disconnect)
+        self._executor.shutdown(wait=True)
+
+    # --- meta (sync cursor, chain identity) -------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        def q(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(q)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO meta(key, value) VALUES(?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
+        )
+
+    # --- tracked subscriptions ---------------------------------------------------------------
+
+    async def save_subscriptions(
+        self, subs: list[tuple[int, dict[str, Any], tuple[str, ...]]], cursor: int | None = None
+    ) -> None:
+        """Track subscriptions and (atomically) move the sync cursor."""
+
+        def q(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT OR REPLACE INTO subscriptions(id, data, containers) VALUES(?, ?, ?)",
+                [(sid, json.dumps(data), json.dumps(list(chain))) for sid, data, chain in subs],
+            )
+            if cursor is not None:
+                db.execute(
+                    "INSERT INTO meta(key, value) VALUES('sync_cursor', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (str(cursor),),
+                )
+
+        await self._run(q)
+
+    async def drop_subscription(self, sub_id: int) -> None:
+        await self._run(lambda db: db.execute("DELETE FROM subscriptions WHERE id=?", (sub_id,)))
+
+    async def load_subscriptions(self) -> list[tuple[int, dict[str, Any], tuple[str, ...]]]:
+        def q(db: sqlite3.Connection) -> list[tuple[int, dict[str, Any], tuple[str, ...]]]:
+            rows = db.execute("SELECT id, data, containers FROM subscriptions").fetchall()
+            return [(int(r[0]), json.loads(r[1]), tuple(json.loads(r[2]))) for r in rows]
+
+        return await self._run(q)
+
+    # --- delegated subscriptions -------------------------------------------------------------
+
+    async def add_delegated(
+        self, owner: str, nonce: int, body: dict[str, Any], containers: tuple[str, ...]
+    ) -> bool:
+        """Persist an accepted delegated subscription; False if (owner, nonce) is known."""
+
+        def q(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO delegated(owner, nonce, body, containers, sub_id, state,"
+                " created) VALUES(?, ?, ?, ?, NULL, 'pending', ?)",
+                (owner.lower(), nonce, json.dumps(body), json.dumps(list(containers)), time.time()),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(q)
+
+    async def set_delegated_state(
+        self, owner: str, nonce: int, state: str, sub_id: int | None = None
+    ) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE delegated SET state=?, sub_id=COALESCE(?, sub_id)"
+                " WHERE owner=? AND nonce=?",
+                (state, sub_id, owner.lower(), nonce),
+            )
+        )
+
+    async def load_delegated(self, states: tuple[str, ...] = ("pending",)) -> list[DelegatedRecord]:
+        def q(db: sqlite3.Connection) -> list[DelegatedRecord]:
+            marks = ",".join("?" * len(states))
+            rows = db.execute(
+                "SELECT owner, nonce, body, containers, sub_id, state FROM delegated "
+                f"WHERE state IN ({marks}) ORDER BY created",
+                states,
+            ).fetchall()
+            return [
+                DelegatedRecord(
+                    str(r[0]), int(r[1]), json.loads(r[2]), tuple(json.loads(r[3])), r[4], str(r[5])
+                )
+                for r in rows
+            ]
+
+        return await self._run(q)
+
+    # --- deliveries --------------------------------------------------------------------------
+
+    async def load_handled(self, max_attempts: int) -> set[tuple[str, int]]:
+        """Every (sub_key, interval) that must not be computed again."""
+
+        def q(db: sqlite3.Connection) -> set[tuple[str, int]]:
+            rows = db.execute(
+                "SELECT sub_key, interval FROM deliveries WHERE state != ? OR attempts >= ?",
+                (FAILED, max_attempts),
+            ).fetchall()
+            return {(str(r[0]), int(r[1])) for r in rows}
+
+        return await self._run(q)
+
+    async def mark(self, sub_key: str, interval: int, state: str, error: str | None = None) -> int:
+        """Set a delivery's state (failures count attempts); returns the attempt count."""
+
+        def q(db: sqlite3.Connection) -> int:
+            bump = 1 if state == FAILED else 0
+            db.execute(
+                "INSERT INTO deliveries(sub_key, interval, state, attempts, error, updated) "
+                "VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(sub_key, interval) DO UPDATE SET "
+                "state=excluded.state, attempts=attempts+?, error=excluded.error, "
+                "updated=excluded.updated",
+                (sub_key, interval, state, bump, error, time.time(), bump),
+            )
+            row = db.execute(
+                "SELECT attempts FROM deliveries WHERE sub_key=? AND interval=?",
+                (sub_key, interval),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(q)
+
+    async def record_tx(self, tx: TxRecord) -> None:
+        """Journal a signed transaction (and its delivery as SENT) before broadcasting it."""
+
+        def q(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO txs(tx_hash, sub_key, interval, nonce, raw, gas, max_fee,"
+                " priority_fee, sent_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tx.tx_hash,
+                    tx.sub_key,
+                    tx.interval,
+                    tx.nonce,
+                    tx.raw.hex(),
+                    tx.gas,
+                    tx.max_fee,
+                    tx.priority_fee,
+                    tx.sent_at,
+                ),
+            )
+            db.execute(
+                "INSERT INTO deliveries(sub_key, interval, state, attempts, nonce, updated) "
+                "VALUES(?, ?, ?, 0, ?, ?) ON CONFLICT(sub_key, interval) DO UPDATE SET "
+                "state=excluded.state, nonce=excluded.nonce, updated=excluded.updated",
+                (tx.sub_key, tx.interval, SENT, tx.nonce, time.time()),
+            )
+
+        await self._run(q)
+
+    async def unconfirmed(self) -> dict[tuple[str, int], list[TxRecord]]:
+        """Transactions of deliveries still SENT, newest last, grouped by delivery."""
+
+        def q(db: sqlite3.Connection) -> dict[tuple[str, int], list[TxRecord]]:
+            rows = db.execute(
+                "SELECT t.tx_hash, t.sub_key, t.interval, t.nonce, t.raw, t.gas, t.max_fee,"
+                " t.priority_fee, t.sent_at FROM txs t JOIN deliveries d"
+                " ON d.sub_key=t.sub_key AND d.interval=t.interval WHERE d.state=?"
+                " ORDER BY t.nonce, t.sent_at",
+                (SENT,),
+            ).fetchall()
+            out: dict[tuple[str, int], list[TxRecord]] = {}
+            for r in rows:
+                record = TxRecord(
+                    str(r[0]),
+                    str(r[1]),
+                    int(r[2]),
+                    int(r[3]),
+                    bytes.fromhex(r[4]),
+                    int(r[5]),
+                    int(r[6]),
+                    int(r[7]),
+                    float(r[8]),
+                )
+                out.setdefault((record.sub_key, record.interval), []).append(record)
+            return out
+
+        return await self._run(q)
+
+    async def max_nonce(self) -> int | None:
+        def q(db: sqlite3.Connection) -> int | None:
+            row = db.execute("SELECT MAX(nonce) FROM txs").fetchone()
+            return None if row is None or row[0] is None else int(row[0])
+
+        return await self._run(q)
+
+    async def deliveries(self) -> list[tuple[str, int, str, int]]:
+        """(sub_key, interval, state, attempts) of every journaled delivery (tests, status)."""
+
+        def q(db: sqlite3.Connection) -> list[tuple[str, int, str, int]]:
+            rows = db.execute(
+                "SELECT sub_key, interval, state, attempts FROM deliveries ORDER BY updated"
+            ).fetchall()
+            return [(str(r[0]), int(r[1]), str(r[2]), int(r[3])) for r in rows]
+
+        return await self._run(q)

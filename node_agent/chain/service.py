@@ -1,0 +1,671 @@
+"""ChainService: owns the chain side's background tasks and the delegated-subscription entry.
+
+Loops (each supervised: a failure is logged and the loop restarts with backoff, never the
+daemon): connect (Registry → Coordinator/Reader, chain id), sync (new subscription ids),
+schedule (one pass per new block: due work → deliveries), confirm (receipts, re-broadcast,
+replacement).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from eth_utils.address import is_address, to_checksum_address
+
+from node_agent.chain import abi, eip712, scheduler
+from node_agent.chain import journal as jr
+from node_agent.chain.delivery import GWEI, FeePolicy, GasTooHigh, Sender
+from node_agent.chain.errors import BENIGN, TERMINAL, ChainUnavailable, Reverted
+from node_agent.chain.guardian import Rejection, check_subscription
+from node_agent.chain.outputs import OutputError, encode_output
+from node_agent.chain.rpc import Rpc, backoff_delays
+from node_agent.chain.runner import OFFCHAIN, ONCHAIN, JobRunner
+from node_agent.chain.subscription import ZERO_ADDRESS, Subscription
+from node_agent.chain.sync import SubscriptionSync
+from node_agent.chain.wallet import NodeKey, load_key
+from node_agent.config import Config
+from node_agent.errors import AccessDenied, BadRequest, GuardianRejection, Overloaded
+
+log = structlog.get_logger(__name__)
+
+STATE_FILE = "chain.sqlite"
+
+
+@dataclass
+class _Delegated:
+    owner: str
+    nonce: int
+    expiry: int
+    v: int
+    r: int
+    s: int
+    sub: Subscription
+    data: Any
+    containers: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"d:{self.owner.lower()}:{self.nonce}"
+
+
+class ChainService:
+    def __init__(self, config: Config, state_dir: Path, runner: JobRunner) -> None:
+        self.config = config
+        self.chain = config.chain
+        self.onchain = config.onchain
+        self.state_dir = state_dir
+        self.runner = runner
+        self.containers = {c.id: c for c in config.containers}
+        self.lookup = scheduler.ContainerLookup(
+            {c.id: c.external for c in config.containers},
+            pipelines=self.onchain.pipelines,
+            max_length=self.onchain.max_pipeline_length,
+            max_sets=self.onchain.max_container_sets,
+        )
+        self.rpc = Rpc(self.chain.all_rpc_urls(), timeout=self.chain.rpc_timeout)
+        self.journal = jr.Journal(state_dir / STATE_FILE)
+        self.key: NodeKey | None = None
+        self.sender: Sender | None = None
+        self.sync: SubscriptionSync | None = None
+        self.coordinator: str | None = None
+        self.chain_id: int | None = None
+        self.head: int | None = None
+        self.head_time: int | None = None
+        self.last_error: str | None = None
+        self._subs: dict[int, Subscription] = {}
+        self._chains: dict[int, tuple[str, ...]] = {}
+        self._delegated: dict[str, _Delegated] = {}
+        self._handled: set[tuple[str, int]] = set()
+        self._full: set[tuple[int, int]] = set()
+        self._inflight: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.onchain.max_concurrent_deliveries)
+        wallet = self.chain.wallet
+        self.node_wallet = (
+            to_checksum_address(wallet.payment_address)
+            if wallet is not None and wallet.payment_address
+            else ZERO_ADDRESS
+        )
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open local state and start the loops; RPC trouble never makes this fail."""
+        assert self.chain.wallet is not None
+        await self.journal.open()
+        self.key = await load_key(self.chain.wallet)
+        self._handled = await self.journal.load_handled(self.onchain.max_attempts)
+        for sub_id, data, chain in await self.journal.load_subscriptions():
+            self._subs[sub_id] = Subscription.from_json(data)
+            self._chains[sub_id] = chain
+        for record in await self.journal.load_delegated():
+            self._delegated[_key(record.owner, record.nonce)] = _parse_delegated(
+                record.body, record.containers
+            )
+        log.info(
+            "chain_service_starting",
+            address=self.key.address,
+            tracked=len(self._subs),
+            delegated=len(self._delegated),
+        )
+        self._spawn("chain-connect", self._connect, restart=False)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop loops; give in-flight deliveries ``grace`` seconds (they are journaled anyway)."""
+        self._stopping.set()
+        self._wake.set()
+        for task in self._tasks:
+            task.cancel()
+        inflight = list(self._inflight.values())
+        if inflight:
+            _, pending = await asyncio.wait(inflight, timeout=grace)
+            for task in pending:
+                task.cancel()
+        await asyncio.gather(*self._tasks, *inflight, return_exceptions=True)
+        await self.rpc.close()
+        await self.journal.close()
+
+    @property
+    def address(self) -> str:
+        return self.key.address if self.key else ""
+
+    def pending_count(self) -> int:
+        """On-chain work in progress: deliveries being computed or sent + delegated waiting."""
+        return len(self._inflight) + len(self._delegated)
+
+    def health(self) -> dict[str, Any]:
+        """For /health: degraded while not connected or when the head is not advancing."""
+        status = "ok" if self._ready.is_set() and self.head is not None else "degraded"
+        return {"status": status, **self.status()}
+
+    def status(self) -> dict[str, Any]:
+        synced = self.sync.synced_block if self.sync else None
+        return {
+            "enabled": True,
+            "address": self.key.address if self.key else None,
+            "ready": self._ready.is_set(),
+            "chain_id": self.chain_id,
+            "coordinator": self.coordinator,
+            "head": self.head,
+            "synced_block": synced,
+            "lag": None if self.head is None or synced is None else max(self.head - synced, 0),
+            "tracked_subscriptions": len(self._subs),
+            "delegated_subscriptions": len(self._delegated),
+            "deliveries_in_flight": len(self._inflight),
+            "rpc_calls": self.rpc.calls,
+            "rpc_failures": self.rpc.failures,
+            "last_error": self.last_error,
+        }
+
+    def _spawn(self, name: str, loop: Callable[[], Awaitable[None]], *, restart: bool) -> None:
+        self._tasks.append(asyncio.create_task(self._supervise(name, loop, restart), name=name))
+
+    async def _supervise(
+        self, name: str, loop: Callable[[], Awaitable[None]], restart: bool
+    ) -> None:
+        delay = backoff_delays(0.5, 30.0)
+        while not self._stopping.is_set():
+            try:
+                await loop()
+                if not restart:
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = f"{name}: {type(exc).__name__}: {exc}"[:300]
+                log.error("chain_task_failed", task=name, error=self.last_error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay())
+
+    async def _connect(self) -> None:
+        assert self.chain.registry_address and self.key
+        registry = to_checksum_address(self.chain.registry_address)
+        self.chain_id = await self.rpc.chain_id()
+        (coordinator,) = await self.rpc.eth_call(registry, abi.REGISTRY_COORDINATOR)
+        (reader,) = await self.rpc.eth_call(registry, abi.REGISTRY_READER)
+        self.coordinator = to_checksum_address(coordinator)
+        wallet = self.chain.wallet
+        assert wallet is not None
+        cap = wallet.max_fee_per_gas_gwei
+        policy = FeePolicy(
+            max_fee_cap=int(cap * GWEI) if cap is not None else None,
+            priority_fee=int(wallet.max_priority_fee_per_gas_gwei * GWEI),
+            bump_percent=self.onchain.fee_bump_percent,
+            stuck_after=self.onchain.stuck_after_seconds,
+            gas_margin_percent=self.onchain.gas_margin_percent,
+            max_gas_limit=wallet.max_gas_limit,
+            confirmations=self.chain.confirmations,
+        )
+        self.sender = Sender(self.rpc, self.key, self.journal, policy, self.chain_id)
+        snap = self.chain.snapshot_sync
+        self.sync = SubscriptionSync(
+            self.rpc,
+            self.journal,
+            coordinator=self.coordinator,
+            reader=to_checksum_address(reader),
+            screen=lambda sub_id, sub: check_subscription(
+                sub, self.lookup, self.containers, sub_id=sub_id
+            ),
+            trail_head_blocks=self.chain.trail_head_blocks,
+            batch_size=snap.batch_size,
+            starting_sub_id=snap.starting_sub_id,
+        )
+        await self.sync.load()
+        self._ready.set()
+        log.info("chain_connected", chain_id=self.chain_id, coordinator=self.coordinator)
+        self._spawn("chain-sync", self._sync_loop, restart=True)
+        self._spawn("chain-schedule", self._schedule_loop, restart=True)
+        self._spawn("chain-confirm", self._confirm_loop, restart=True)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep until woken (new work) or ``seconds`` pass; True when woken."""
+        woken = False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+            woken = True
+        self._wake.clear()
+        return woken
+
+    # --- loops ---------------------------------------------------------------------------
+
+    async def _sync_loop(self) -> None:
+        assert self.sync is not None
+        period = self.chain.snapshot_sync.sync_period
+        while not self._stopping.is_set():
+            accepted = await self.sync.step()
+            for sub_id, sub, chain in accepted:
+                self._subs.setdefault(sub_id, sub)
+                self._chains.setdefault(sub_id, chain)
+            if accepted:
+                self._wake.set()
+            await asyncio.sleep(period)
+
+    async def _schedule_loop(self) -> None:
+        period = self.chain.snapshot_sync.sync_period
+        last_block = -1
+        woken = True
+        while not self._stopping.is_set():
+            number, now, _ = await self.rpc.head()
+            self.head, self.head_time = number, now
+            if number != last_block or woken:
+                last_block = number
+                await self._schedule(now)
+            woken = await self._sleep(period)
+
+    async def _schedule(self, now: int) -> None:
+        """One pass: drop finished subscriptions, start the due deliveries."""
+        margin = self.onchain.interval_margin_seconds
+        for sub_id, sub in list(self._subs.items()):
+            if scheduler.is_finished(sub, now):
+                await self._untrack(sub_id, "finished")
+        waiting_owners = {d.sub.owner for d in self._delegated.values()}
+        work = [
+            item
+            for item in scheduler.candidates(self._subs, now, done=self._is_done, margin=margin)
+            if (item.subscription_id, item.interval) not in self._full
+            and self._subs[item.subscription_id].owner not in waiting_owners
+        ]
+        if work:
+            counts = await self._redundancy_counts(work)
+            open_, full = scheduler.due_after_counts(self._subs, work, counts)
+            for item in full:
+                self._full.add((item.subscription_id, item.interval))
+                sub = self._subs[item.subscription_id]
+                if item.interval >= sub.frequency:
+                    await self._untrack(item.subscription_id, "completed")
+            for item in open_:
+                self._start(
+                    f"s:{item.subscription_id}",
+                    item.interval,
+                    self._deliver_onchain(item.subscription_id, item.interval),
+                )
+        for key, delegated in list(self._delegated.items()):
+            interval = scheduler.current_interval(delegated.sub, now, margin=margin)
+            if interval is not None and (key, interval) not in self._handled:
+                self._start(key, interval, self._deliver_delegated(delegated, interval))
+
+    def _is_done(self, sub_id: int, interval: int) -> bool:
+        return (f"s:{sub_id}", interval) in self._handled
+
+    async def _redundancy_counts(self, work: list[scheduler.Due]) -> list[int]:
+        assert self.sync is not None
+        counts: list[int] = []
+        for start in range(0, len(work), 500):
+            chunk = work[start : start + 500]
+            (values,) = await self.rpc.eth_call(
+                self.sync.reader,
+                abi.READ_REDUNDANCY_COUNT_BATCH,
+                [w.subscription_id for w in chunk],
+                [w.interval for w in chunk],
+            )
+            counts.extend(int(v) for v in values)
+        return counts
+
+    async def _untrack(self, sub_id: int, reason: str) -> None:
+        if self._subs.pop(sub_id, None) is not None:
+            self._chains.pop(sub_id, None)
+            await self.journal.drop_subscription(sub_id)
+            log.info("subscription_untracked", id=sub_id, reason=reason)
+
+    def _start(self, key: str, interval: int, work: Awaitable[None]) -> None:
+        job = (key, interval)
+        if job in self._inflight or self._stopping.is_set():
+            if asyncio.iscoroutine(work):
+                work.close()
+            return
+
+        async def guarded() -> None:
+            try:
+                async with self._slots:
+                    await work
+            except asyncio.CancelledError:
+                raise
+            except ChainUnavailable as exc:
+                self.last_error = f"delivery {key}/{interval}: {exc.params}"
+                log.warning("delivery_postponed", sub=key, interval=interval, error=str(exc))
+            except Exception as exc:
+                self.last_error = f"delivery {key}/{interval}: {type(exc).__name__}: {exc}"[:300]
+                log.exception("delivery_crashed", sub=key, interval=interval)
+            finally:
+                self._inflight.pop(job, None)
+
+        self._inflight[job] = asyncio.create_task(guarded(), name=f"deliver-{key}-{interval}")
+
+    async def _confirm_loop(self) -> None:
+        assert self.sender is not None
+        period = self.chain.snapshot_sync.sync_period
+        while not self._stopping.is_set():
+            pending = await self.journal.unconfirmed()
+            if pending:
+                head, _, base_fee = await self.rpc.head()
+                for (key, interval), txs in pending.items():
+                    state = await self.sender.check(txs, head, base_fee)
+                    if state is not None:
+                        await self.journal.mark(key, interval, state)
+                        log.info(
+                            "delivery_final",
+                            sub=key,
+                            interval=interval,
+                            state=state,
+                            tx=txs[-1].tx_hash,
+                        )
+                        if key.startswith("d:"):
+                            await self._resolve_delegated(key, interval, state)
+            await asyncio.sleep(period)
+
+    # --- delivery ------------------------------------------------------------------------
+
+    async def _deliver_onchain(self, sub_id: int, interval: int) -> None:
+        assert self.key is not None
+        sub = self._subs.get(sub_id)
+        if sub is None:
+            return
+
+        def call(inp: bytes, out: bytes, proof: bytes) -> bytes:
+            return abi.DELIVER_COMPUTE.encode_call(
+                sub_id, interval, inp, out, proof, self.node_wallet
+            )
+
+        async def inputs() -> str:
+            assert self.key is not None and self.head_time is not None
+            try:
+                (raw,) = await self.rpc.eth_call(
+                    sub.owner,
+                    abi.GET_CONTAINER_INPUTS,
+                    sub_id,
+                    interval,
+                    self.head_time,
+                    self.key.address,
+                )
+            except Reverted:
+                return ""
+            return bytes(raw).hex()
+
+        await self._deliver(
+            f"s:{sub_id}", interval, sub, self._chains[sub_id], call, inputs, ONCHAIN
+        )
+
+    async def _deliver_delegated(self, d: _Delegated, interval: int) -> None:
+        def call(inp: bytes, out: bytes, proof: bytes) -> bytes:
+            return abi.DELIVER_COMPUTE_DELEGATEE.encode_call(
+                d.nonce,
+                d.expiry,
+                d.sub.to_tuple(),
+                d.v,
+                d.r.to_bytes(32, "big"),
+                d.s.to_bytes(32, "big"),
+                interval,
+                inp,
+                out,
+                proof,
+                self.node_wallet,
+            )
+
+        async def inputs() -> Any:
+            return d.data
+
+        await self._deliver(d.key, interval, d.sub, d.containers, call, inputs, OFFCHAIN)
+
+    async def _deliver(
+        self,
+        key: str,
+        interval: int,
+        sub: Subscription,
+        containers: tuple[str, ...],
+        call: Callable[[bytes, bytes, bytes], bytes],
+        inputs: Callable[[], Awaitable[Any]],
+        source: int,
+    ) -> None:
+        """Simulate → compute → encode → simulate again → journal → send."""
+        assert self.sender is not None and self.coordinator is not None
+        allowed = self.chain.wallet.allowed_sim_errors if self.chain.wallet else ()
+        if not sub.requires_proof:
+            try:
+                await self.sender.estimate(self.coordinator, call(b"", b"\x00" * 32, b""))
+            except Reverted as exc:
+                if exc.name is not None:
+                    await self._known_revert(key, interval, exc.name)
+                    return
+            except GasTooHigh:
+                pass  # decided on the real output below
+        data = await inputs()
+        outcome = await self.runner.run(
+            containers,
+            data,
+            source=source,
+            destination=ONCHAIN,
+            requires_proof=sub.requires_proof,
+        )
+        if not outcome.ok or not outcome.results:
+            errors = [r.error for r in outcome.results if r.error]
+            await self._failed(key, interval, f"container error: {errors[-1] if errors else ''}")
+            return
+        try:
+            encoded = encode_output(outcome.results[-1].output)
+        except OutputError as exc:
+            await self._failed(key, interval, str(exc))
+            return
+        tx_data = call(encoded.input, encoded.output, encoded.proof)
+        try:
+            gas = await self.sender.estimate(self.coordinator, tx_data, allowed)
+        except Reverted as exc:
+            if exc.name is not None:
+                await self._known_revert(key, interval, exc.name)
+            else:
+                await self._failed(key, interval, f"simulation reverted: {exc}")
+            return
+        except GasTooHigh as exc:
+            await self._failed(key, interval, str(exc))
+            return
+        if (key, interval) in self._handled:
+            return
+        await self.sender.send(key, interval, self.coordinator, tx_data, gas)
+        self._handled.add((key, interval))
+
+    async def _known_revert(self, key: str, interval: int, name: str) -> None:
+        """A decoded custom error ends the attempt without a transaction."""
+        await self.journal.mark(key, interval, jr.SKIPPED, name)
+        self._handled.add((key, interval))
+        log.info("delivery_skipped", sub=key, interval=interval, reason=name)
+        if key.startswith("s:") and (name in TERMINAL or name == "SubscriptionNotActive"):
+            await self._refresh(int(key[2:]))
+        elif key.startswith("d:") and name in TERMINAL:
+            await self._drop_delegated(key, f"rejected: {name}")
+        if key.startswith("d:") and name in BENIGN:
+            await self._resolve_delegated(key, interval, jr.SKIPPED)
+
+    async def _failed(self, key: str, interval: int, reason: str) -> None:
+        attempts = await self.journal.mark(key, interval, jr.FAILED, reason)
+        if attempts >= self.onchain.max_attempts:
+            self._handled.add((key, interval))
+        log.warning("delivery_failed", sub=key, interval=interval, attempts=attempts, reason=reason)
+
+    async def _refresh(self, sub_id: int) -> None:
+        assert self.coordinator is not None
+        (raw,) = await self.rpc.eth_call(self.coordinator, abi.GET_SUBSCRIPTION, sub_id)
+        sub = Subscription.from_tuple(raw)
+        if not sub.exists or sub.cancelled:
+            await self._untrack(sub_id, "cancelled" if sub.exists else "not found")
+
+    async def _resolve_delegated(self, key: str, interval: int, state: str) -> None:
+        """Once a delegated subscription exists on-chain, track it as a normal one."""
+        d = self._delegated.get(key)
+        if d is None or self.coordinator is None:
+            return
+        (sub_id,) = await self.rpc.eth_call(
+            self.coordinator, abi.DELEGATE_CREATED_IDS, abi.delegate_key(d.owner, d.nonce)
+        )
+        sub_id = int(sub_id)
+        if sub_id == 0:
+            return
+        if state == jr.CONFIRMED:
+            await self.journal.mark(f"s:{sub_id}", interval, jr.CONFIRMED)
+            self._handled.add((f"s:{sub_id}", interval))
+        (raw,) = await self.rpc.eth_call(self.coordinator, abi.GET_SUBSCRIPTION, sub_id)
+        sub = Subscription.from_tuple(raw)
+        await self.journal.save_subscriptions([(sub_id, sub.to_json(), d.containers)])
+        self._subs[sub_id] = sub
+        self._chains[sub_id] = d.containers
+        await self.journal.set_delegated_state(d.owner, d.nonce, "created", sub_id)
+        self._delegated.pop(key, None)
+        log.info("delegated_subscription_created", owner=d.owner, nonce=d.nonce, id=sub_id)
+
+    async def _drop_delegated(self, key: str, state: str) -> None:
+        d = self._delegated.pop(key, None)
+        if d is not None:
+            await self.journal.set_delegated_state(d.owner, d.nonce, state)
+
+    # --- delegated subscriptions (REST) --------------------------------------------------
+
+    async def accept_delegated(self, body: Mapping[str, Any], client_ip: str) -> None:
+        """Validate a delegated subscription completely, persist it, schedule it.
+
+        Raises BadRequest (shape), GuardianRejection (expired, unknown containers, bad
+        signature, signer mismatch, payments), AccessDenied (owner not allowed),
+        ChainUnavailable (RPC down) — all before the caller gets its reply.
+        """
+        if not self._ready.is_set() or self.coordinator is None or self.chain_id is None:
+            raise ChainUnavailable("Chain not ready", {"reason": "still connecting to the RPC"})
+        d = _parse_delegated(body, ())
+        _, now, _ = await self.rpc.head()
+        if d.expiry <= now:
+            raise GuardianRejection("Signature expired", {"expiry": d.expiry, "chain_time": now})
+        chain, rejection = check_subscription(d.sub, self.lookup, self.containers, delegated=True)
+        if rejection is not None:
+            raise _as_error(rejection)
+        d.containers = chain
+        message = eip712.digest(
+            d.sub,
+            nonce=d.nonce,
+            expiry=d.expiry,
+            chain_id=self.chain_id,
+            coordinator=self.coordinator,
+        )
+        try:
+            signer = eip712.recover_signer(message, d.v, d.r, d.s)
+        except eip712.InvalidSignature as exc:
+            raise GuardianRejection("Invalid signature", {"reason": str(exc)}) from None
+        try:
+            (expected,) = await self.rpc.eth_call(d.sub.owner, abi.GET_SIGNER)
+        except Reverted:
+            raise GuardianRejection(
+                "Signer mismatch", {"signer": signer, "reason": "owner has no getSigner()"}
+            ) from None
+        if to_checksum_address(expected) != signer:
+            raise GuardianRejection(
+                "Signer mismatch", {"signer": signer, "expected": to_checksum_address(expected)}
+            )
+        if d.key in self._delegated:
+            return
+        if len(self._delegated) >= self.onchain.max_delegated:
+            raise Overloaded("Too many pending delegated subscriptions")
+        stored = dict(body)
+        stored["subscription"] = dict(body["subscription"])
+        await self.journal.add_delegated(d.owner, d.nonce, stored, chain)
+        self._delegated[d.key] = d
+        log.info(
+            "delegated_subscription_accepted",
+            owner=d.owner,
+            nonce=d.nonce,
+            containers=",".join(chain),
+            client=client_ip,
+        )
+        self._wake.set()
+
+
+def _key(owner: str, nonce: int) -> str:
+    return f"d:{owner.lower()}:{nonce}"
+
+
+def _as_error(rejection: Rejection) -> GuardianRejection:
+    cls = AccessDenied if rejection.access else GuardianRejection
+    return cls(rejection.error, rejection.params)
+
+
+_SUB_INTS = {
+    "active_at": 2**32,
+    "period": 2**32,
+    "frequency": 2**32,
+    "redundancy": 2**16,
+    "payment_amount": 2**256,
+}
+_SIG_INTS = {"nonce": 2**32, "expiry": 2**32, "v": 256, "r": 2**256, "s": 2**256}
+
+
+def _parse_delegated(body: Mapping[str, Any], containers: tuple[str, ...]) -> _Delegated:
+    """Shape check of infernet-client's body; BadRequest names the offending field."""
+    if not isinstance(body, Mapping):
+        raise BadRequest("Invalid delegated subscription", {"field": ""})
+    sub_raw, sig_raw = body.get("subscription"), body.get("signature")
+    if not isinstance(sub_raw, Mapping):
+        raise BadRequest("Invalid delegated subscription", {"field": "subscription"})
+    if not isinstance(sig_raw, Mapping):
+        raise BadRequest("Invalid delegated subscription", {"field": "signature"})
+    ints: dict[str, int] = {}
+    for source, spec, prefix in (
+        (sub_raw, _SUB_INTS, "subscription"),
+        (sig_raw, _SIG_INTS, "signature"),
+    ):
+        for name, limit in spec.items():
+            value = source.get(name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
+                raise BadRequest("Invalid delegated subscription", {"field": f"{prefix}.{name}"})
+            ints[name] = value
+    addresses: dict[str, str] = {}
+    for name in ("owner", "verifier", "payment_token", "wallet"):
+        value = sub_raw.get(name)
+        if not isinstance(value, str) or not is_address(value):
+            raise BadRequest("Invalid delegated subscription", {"field": f"subscription.{name}"})
+        addresses[name] = to_checksum_address(value)
+    lazy = sub_raw.get("lazy")
+    if not isinstance(lazy, bool):
+        raise BadRequest("Invalid delegated subscription", {"field": "subscription.lazy"})
+    container_hex = sub_raw.get("containers")
+    try:
+        assert isinstance(container_hex, str)
+        container_id = bytes.fromhex(container_hex.removeprefix("0x").removeprefix("0X"))
+        assert len(container_id) == 32
+    except (AssertionError, ValueError):
+        raise BadRequest(
+            "Invalid delegated subscription", {"field": "subscription.containers"}
+        ) from None
+    sub = Subscription(
+        owner=addresses["owner"],
+        active_at=ints["active_at"],
+        period=ints["period"],
+        frequency=ints["frequency"],
+        redundancy=ints["redundancy"],
+        container_id=container_id,
+        lazy=lazy,
+        verifier=addresses["verifier"],
+        payment_amount=ints["payment_amount"],
+        payment_token=addresses["payment_token"],
+        wallet=addresses["wallet"],
+    )
+    return _Delegated(
+        owner=sub.owner,
+        nonce=ints["nonce"],
+        expiry=ints["expiry"],
+        v=ints["v"],
+        r=ints["r"],
+        s=ints["s"],
+        sub=sub,
+        data=body.get("data"),
+        containers=containers,
+    )
+
+
+def create_chain_service(
+    config: Config, state_dir: Path, runner: JobRunner, policies: Any = None
+) -> ChainService:
+    """Factory the daemon calls (``policies`` is accepted for the daemon's signature, unused)."""
+    return ChainService(config, state_dir, runner)

@@ -1,0 +1,25 @@
+"""node-agent's own on-chain settings (the ``onchain:`` section of the config file)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OnchainConfig(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    # Container sets served besides the automatic ones (explicit multi-container pipelines).
+    pipelines: tuple[tuple[str, ...], ...] = ()
+    # Automatic container sets: every chain of up to this many distinct configured containers
+    # starting with an external one, as long as that stays under max_container_sets.
+    max_pipeline_length: int = Field(2, ge=1, le=8)
+    max_container_sets: int = Field(100_000, ge=1)
+    # Delivery
+    max_concurrent_deliveries: int = Field(8, ge=1)
+    max_attempts: int = Field(3, ge=1)
+    interval_margin_seconds: int = Field(2, ge=0)
+    stuck_after_seconds: float = Field(30.0, gt=0)
+    fee_bump_percent: int = Field(15, ge=10, le=200)
+    gas_margin_percent: int = Field(20, ge=0, le=200)
+    # Delegated subscriptions
+    max_delegated: int = Field(10_000, ge=1)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make demo`: prepare this machine, start node-agent with the example containers, act as a
+# client (job, chained job, batch, stream), print what comes back, and stop cleanly.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+log() { printf '\n[demo] %s\n' "$*" >&2; }
+
+bash scripts/bootstrap.sh
+bash scripts/setup-docker.sh
+bash scripts/build-examples.sh echo transform
+
+demo=.demo
+rm -rf "$demo" && mkdir -p "$demo"
+port=${DEMO_PORT:-4000}
+cat >"$demo/config.yaml" <<YAML
+server: {port: $port}
+startup_wait: 30
+runtime: {pull: false}
+containers:
+  - {id: demo-echo, image: "node-agent/echo:latest", port: 3101, description: "echoes its input"}
+  - {id: demo-transform, image: "node-agent/transform:latest", port: 3102,
+     description: "transforms its input"}
+YAML
+
+log "starting node-agent on port $port (log: $demo/agent.log)"
+.venv/bin/node-agent run --config "$demo/config.yaml" --state-dir "$demo/state" \
+    >"$demo/agent.log" 2>&1 &
+agent=$!
+cleanup() {
+    if kill -0 "$agent" 2>/dev/null; then
+        log "stopping node-agent (SIGTERM: drains running jobs, stops containers)"
+        kill -TERM "$agent"
+        wait "$agent" || true
+    fi
+}
+trap cleanup EXIT
+
+.venv/bin/python scripts/demo_client.py "http://127.0.0.1:$port"

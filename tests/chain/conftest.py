@@ -1,0 +1,5 @@
+"""Fixtures for the chain tests (helpers live in chain_support.py)."""
+
+from chain_support import anvil, deployment, service_container
+
+__all__ = ["anvil", "deployment", "service_container"]

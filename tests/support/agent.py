@@ -1,0 +1,35 @@
+"""Run a real node-agent daemon in the test's event loop, on a free port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from node_agent.config import Config, parse_config
+from node_agent.daemon import Daemon
+from tests.support.net import free_port
+
+
+def make_config(raw: dict[str, Any]) -> Config:
+    raw = dict(raw)
+    server = dict(raw.get("server", {}))
+    server.setdefault("port", free_port())
+    server.setdefault("rate_limit_enabled", False)
+    raw["server"] = server
+    return parse_config(raw, source="test")
+
+
+@asynccontextmanager
+async def running_agent(
+    raw: dict[str, Any], state_dir: Path, *, wait_containers: bool = True
+) -> AsyncIterator[tuple[Daemon, str]]:
+    daemon = Daemon(make_config(raw), state_dir)
+    await daemon.start()
+    try:
+        if wait_containers:
+            await daemon.containers_ready.wait()
+        yield daemon, f"http://127.0.0.1:{daemon.port}"
+    finally:
+        await daemon.stop()

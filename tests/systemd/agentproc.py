@@ -5,31 +5,26 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
-from notifysocket import NotifySocket
+
+from tests.support.docker_env import unique
+from tests.support.net import free_port
+from tests.systemd.notifysocket import NotifySocket
 
 TEST_IMAGE = "node-agent-test/slow:latest"
 SLOWSERVICE_DIR = Path(__file__).resolve().parent / "slowservice"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def unique_id(prefix: str) -> str:
-    return f"na-test-{prefix}-{uuid.uuid4().hex[:8]}"
+    return unique(f"na-test-{prefix}")
 
 
 def service(container_id: str, **env: str) -> dict[str, Any]:

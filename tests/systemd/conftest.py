@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from agentproc import SLOWSERVICE_DIR, TEST_IMAGE, Agent
-from notifysocket import NotifySocket
+
+from tests.systemd.agentproc import SLOWSERVICE_DIR, TEST_IMAGE, Agent
+from tests.systemd.notifysocket import NotifySocket
 
 
 @pytest.fixture

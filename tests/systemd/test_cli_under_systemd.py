@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from unitfile import UNIT, values
+from tests.systemd.unitfile import UNIT, values
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 
 import pytest
-from agentproc import Agent, answers, http, service, unique_id, wait_until
-from notifysocket import NotifySocket
+
+from tests.systemd.agentproc import Agent, answers, http, service, unique_id, wait_until
+from tests.systemd.notifysocket import NotifySocket
 
 pytestmark = pytest.mark.docker
 

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from unitfile import REPO, require_tool
+
+from tests.systemd.unitfile import REPO, require_tool
 
 INSTALL = REPO / "scripts" / "install.sh"
 UNINSTALL = REPO / "scripts" / "uninstall.sh"

@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentproc import free_port, http, service, unique_id
-from unitfile import REPO
+
+from tests.systemd.agentproc import free_port, http, service, unique_id
+from tests.systemd.unitfile import REPO
 
 pytestmark = pytest.mark.docker
 

@@ -8,9 +8,9 @@ import socket
 import time
 
 import pytest
-from notifysocket import NotifySocket
 
 from node_agent.sdnotify import Notifier, Watchdog, encode_message, watchdog_interval
+from tests.systemd.notifysocket import NotifySocket
 
 
 def test_encode_joins_lines_and_flattens_values() -> None:

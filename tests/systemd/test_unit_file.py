@@ -7,7 +7,8 @@ import re
 import stat
 from pathlib import Path
 
-from unitfile import (
+from node_agent.config import AgentConfig
+from tests.systemd.unitfile import (
     EXEC_START,
     SYSUSERS,
     TMPFILES,
@@ -18,8 +19,6 @@ from unitfile import (
     values,
     verifiable_copy,
 )
-
-from node_agent.config import AgentConfig
 
 # Exposure is 1.7 with systemd 252. The allowance of 2.0 absorbs a newer systemd re-weighting
 # its checks; dropping any one of the heavier protections (ProtectSystem, PrivateTmp,

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import importlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,14 @@ from node_agent.jobs.pipeline import Pipeline
 from node_agent.jobs.service import JobService
 from node_agent.jobs.store import JobStore
 from node_agent.provider import ProviderServices
+from node_agent.reload import GateHold, carry_over, diff_containers, wait_until_idle
+from node_agent.sdnotify import Notifier, Watchdog
 from node_agent.tasks import TaskSupervisor, run_forever
 
 log = structlog.get_logger(__name__)
 
 RETENTION_INTERVAL = 60.0
+STATUS_INTERVAL = 5.0
 
 
 def _admission(config: Config) -> Admission:
@@ -175,6 +178,13 @@ class Daemon:
             "queued": sum(self.jobs.admission.queue_depth().values()),
         }
 
+    def status_line(self) -> str:
+        """One line for ``systemctl status`` (sd_notify ``STATUS=``)."""
+        running, total = len(self.manager.running()), len(self.manager.containers)
+        parts = [f"API on port {self.port}", f"containers {running}/{total} running"]
+        parts.append(f"{len(self.jobs.tasks)} jobs in flight")
+        return "; ".join(parts)
+
     def _containers_health(self) -> dict[str, Any]:
         states = {c.config.id: c.state.value for c in self.manager.containers.values()}
         ok = self.manager.all_ready()
@@ -194,13 +204,30 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload_refused", error=exc.error, params=exc.params)
             return False
-        self.jobs.reconfigure(policies_from_config(new.containers), _admission(new))
-        self.provider.reconfigured(new)
-        await self.manager.apply(new.containers)
+        changes = diff_containers(self.config.containers, new.containers)
+        old_admission = self.jobs.admission
+        admission = carry_over(old_admission, new.containers, changes)
+        hold = GateHold(admission, changes.held)
+        try:
+            self.jobs.reconfigure(policies_from_config(new.containers), admission)
+            self.provider.reconfigured(new)
+            # Jobs already admitted to a container that goes away finish on it first.
+            grace = self.config.agent.shutdown_grace
+            if not await wait_until_idle(old_admission, changes.replaced, grace):
+                log.warning("reload_jobs_cut_off", containers=sorted(changes.replaced))
+            await self.manager.apply(new.containers)
+        finally:
+            hold.release()
         self.config = new
         if self.ctx is not None:
             self.ctx.config = new
-        log.info("config_reloaded", containers=[c.id for c in new.containers])
+        log.info(
+            "config_reloaded",
+            containers=[c.id for c in new.containers],
+            added=sorted(changes.added),
+            changed=sorted(changes.changed),
+            removed=sorted(changes.removed),
+        )
         return True
 
     async def stop(self) -> None:
@@ -227,21 +254,82 @@ class Daemon:
         log.info("node_stopped", drained=drained)
 
 
-async def run_daemon(config: Config, state_dir: Path, config_path: Path | None) -> int:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads the config."""
+async def run_daemon(
+    config: Config,
+    state_dir: Path,
+    config_path: Path | None,
+    *,
+    notifier: Notifier | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the config.
+
+    Under systemd (``Type=notify``) it reports READY=1 once the API serves and the containers'
+    start-up has finished, pings the watchdog from this loop, keeps STATUS= current, and
+    brackets reloads with RELOADING=1/READY=1 and the drain with STOPPING=1.
+    """
+    notifier = notifier or Notifier.from_env()
+    watchdog = Watchdog.from_env(notifier)
+    watchdog.start()
     daemon = Daemon(config, state_dir, config_path=config_path)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    reload_lock = asyncio.Lock()
+
+    async def reload() -> None:
+        async with reload_lock:  # a second SIGHUP waits for the first reload to finish
+            notifier.reloading("reloading configuration")
+            ok = False
+            try:
+                ok = await daemon.reload()
+            finally:  # systemd waits in "reloading" until READY=1, whatever happened
+                prefix = "" if ok else "reload refused, old config kept; "
+                notifier.ready(prefix + daemon.status_line())
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(
-        signal.SIGHUP, lambda: daemon.tasks.spawn(daemon.reload(), name="reload")
-    )
+    loop.add_signal_handler(signal.SIGHUP, lambda: daemon.tasks.spawn(reload(), name="reload"))
+    notifier.status("starting")
     try:
         await daemon.start()
     except Exception as exc:
         log.error("node_start_failed", error=str(exc))
+        notifier.status(f"start failed: {exc}")
+        await watchdog.stop()
         return 1
+    notifier.status(f"API on port {daemon.port}; starting {len(config.containers)} containers")
+    await _first_of(daemon.containers_ready.wait(), stop.wait())
+    if not stop.is_set():
+        notifier.ready(daemon.status_line())
+        log.info("node_ready", status=daemon.status_line())
+        daemon.tasks.spawn(_report_status(daemon, notifier), name="sd-status")
     await stop.wait()
+    notifier.stopping(f"draining; {daemon.status_line()}")
+    # A shutdown_grace longer than TimeoutStopSec must not end in SIGKILL mid-drain.
+    runtime = daemon.config.runtime
+    notifier.extend_timeout(daemon.config.agent.shutdown_grace + runtime.stop_timeout + 30)
     await daemon.stop()
+    await watchdog.stop()
+    notifier.status("stopped")
+    notifier.close()
     return 0
+
+
+async def _first_of(*aws: Coroutine[Any, Any, Any]) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def _report_status(daemon: Daemon, notifier: Notifier) -> None:
+    """Keep ``systemctl status`` current; only changes are sent."""
+    last = ""
+    while not daemon.stopping.is_set():
+        line = daemon.status_line()
+        if line != last and not daemon.stopping.is_set():
+            notifier.status(line)
+            last = line
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(daemon.stopping.wait(), STATUS_INTERVAL)

@@ -228,7 +228,10 @@ class Handlers:
         store = self.ctx.jobs.store
         if wait > 0:
             wait = min(wait, self.ctx.config.jobs.max_wait_seconds)
-            await asyncio.gather(*(store.wait_final(i, wait) for i in ids))
+            if len(ids) == 1:  # the common case: no gather, no extra task
+                await store.wait_final(ids[0], wait)
+            else:
+                await asyncio.gather(*(store.wait_final(i, wait) for i in ids))
         intermediate = query.get("intermediate") == "true"
         jobs = await store.get_many(client, ids)
         return json_response([j.to_wire(intermediate=intermediate) for j in jobs])

@@ -9,7 +9,6 @@ up in the background. Stopping reverses it: refuse new work, let running jobs fi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import signal
 from collections.abc import Callable, Coroutine
@@ -21,12 +20,12 @@ from aiohttp import web
 
 from node_agent import __version__
 from node_agent.api.app import create_app
-from node_agent.api.context import ChainGateway, NodeContext
+from node_agent.api.context import NodeContext
 from node_agent.config import Config, load_config
 from node_agent.containers.admission import Admission, gates_for
 from node_agent.containers.manager import ContainerManager
 from node_agent.containers.service_client import ServiceClient
-from node_agent.errors import ConfigError
+from node_agent.errors import ConfigError, NodeAgentError
 from node_agent.jobs.guardian import policies_from_config
 from node_agent.jobs.pipeline import Pipeline
 from node_agent.jobs.service import JobService
@@ -69,6 +68,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._session: Any = None
         self.ctx: NodeContext | None = None
+        self.chain: Any = None  # node_agent.chain.service.ChainService when chain.enabled
 
     # --- start -------------------------------------------------------------------------------
 
@@ -152,24 +152,36 @@ class Daemon:
             log.info("jobs_pruned", removed=removed)
 
     async def _start_chain(self) -> None:
+        """Start the chain side; if it cannot start, the node serves off-chain and says why."""
         assert self.ctx is not None
+        ctx = self.ctx
         try:
             # Imported only when enabled: web3 is heavy and most nodes run without a chain.
             chain_module: Any = importlib.import_module("node_agent.chain.service")
-        except ImportError as exc:
-            log.error("chain_unavailable", error=str(exc))
-            self.ctx.health_checks["chain"] = lambda: {
-                "status": "unhealthy",
-                "reason": "chain support is not installed",
-            }
+            chain: Any = chain_module.create_chain_service(
+                self.config, self.state_dir, self.jobs.pipeline
+            )
+            # Local only (state file, key); RPC trouble is handled by the service's own loops.
+            await chain.start()
+        except Exception as exc:
+            if isinstance(exc, NodeAgentError):  # its message is written to be shown
+                reason, trace = exc.error, None
+            else:
+                reason, trace = type(exc).__name__, exc
+            log.error("chain_start_failed", error=reason, exc_info=trace)
+            ctx.health_checks["chain"] = lambda: {"status": "unhealthy", "reason": reason}
             return
-        chain: Any = chain_module.create_chain_service(
-            self.config, self.state_dir, self.jobs.pipeline, self.jobs.policies
-        )
         self.chain = chain
-        self.ctx.chain = chain
-        self.ctx.health_checks["chain"] = chain.health
-        self.tasks.spawn(chain.start(), name="chain-start")
+        ctx.chain = chain
+        ctx.health_checks["chain"] = chain.health
+
+    async def _stop_chain(self, grace: float) -> None:
+        if self.chain is None:
+            return
+        try:
+            await self.chain.stop(grace)
+        except Exception as exc:  # stopping must go on: containers and stores still close
+            log.error("chain_stop_failed", error=repr(exc)[:300])
 
     def _jobs_health(self) -> dict[str, Any]:
         return {
@@ -237,11 +249,8 @@ class Daemon:
         self.stopping.set()
         grace = self.config.agent.shutdown_grace
         log.info("node_stopping", grace=grace, running=len(self.jobs.tasks))
-        drained = await self.jobs.drain(grace)
-        chain: ChainGateway | None = self.ctx.chain if self.ctx else None
-        if chain is not None:
-            with contextlib.suppress(Exception):
-                await self.chain.stop(grace)
+        # Off-chain jobs and in-flight deliveries share the same grace period.
+        drained, _ = await asyncio.gather(self.jobs.drain(grace), self._stop_chain(grace))
         if self._runner is not None:
             await self._runner.cleanup()
         await self.tasks.cancel_all()

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: prepare this machine, start node-agent with the example containers, act as a
-# client (job, chained job, batch, stream), print what comes back, and stop cleanly.
+# client (job, chained job, batch, stream), print what comes back, and stop cleanly. Then the
+# on-chain part (scripts/demo_chain.py): a local anvil devnet with the contracts deployed, the
+# node restarted with the chain enabled, a recurring and a delegated subscription fulfilled,
+# the delivered outputs read back from the chain. DEMO_CHAIN=0 skips the on-chain part.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -9,6 +12,10 @@ log() { printf '\n[demo] %s\n' "$*" >&2; }
 bash scripts/bootstrap.sh
 bash scripts/setup-docker.sh
 bash scripts/build-examples.sh echo transform
+if [ "${DEMO_CHAIN:-1}" != 0 ]; then
+    log "installing the chain toolchain (forge, anvil; npm, pinned)"
+    bash scripts/setup-chain-tools.sh >/dev/null
+fi
 
 demo=.demo
 rm -rf "$demo" && mkdir -p "$demo"
@@ -37,3 +44,10 @@ cleanup() {
 trap cleanup EXIT
 
 .venv/bin/python scripts/demo_client.py "http://127.0.0.1:$port"
+cleanup  # the off-chain part is done; the chain part restarts the node with the chain enabled
+
+if [ "${DEMO_CHAIN:-1}" != 0 ]; then
+    log "on-chain part: anvil devnet, contracts, subscriptions (log: $demo/chain/agent.log)"
+    .venv/bin/python scripts/demo_chain.py --config "$demo/config.yaml" --port "$port"
+fi
+log "demo finished"

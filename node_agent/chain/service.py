@@ -77,6 +77,9 @@ class ChainService:
         self.chain_id: int | None = None
         self.head: int | None = None
         self.head_time: int | None = None
+        # Highest block whose subscriptions were all known when a scheduling pass finished.
+        self.scheduled_block: int | None = None
+        self._known_block: int | None = None
         self.last_error: str | None = None
         self._subs: dict[int, Subscription] = {}
         self._chains: dict[int, tuple[str, ...]] = {}
@@ -102,7 +105,11 @@ class ChainService:
         """Open local state and start the loops; RPC trouble never makes this fail."""
         assert self.chain.wallet is not None
         await self.journal.open()
-        self.key = await load_key(self.chain.wallet)
+        try:
+            self.key = await load_key(self.chain.wallet)
+        except Exception:
+            await self.journal.close()
+            raise
         self._handled = await self.journal.load_handled(self.onchain.max_attempts)
         for sub_id, data, chain in await self.journal.load_subscriptions():
             self._subs[sub_id] = Subscription.from_json(data)
@@ -158,6 +165,7 @@ class ChainService:
             "head": self.head,
             "synced_block": synced,
             "lag": None if self.head is None or synced is None else max(self.head - synced, 0),
+            "scheduled_block": self.scheduled_block,
             "tracked_subscriptions": len(self._subs),
             "delegated_subscriptions": len(self._delegated),
             "deliveries_in_flight": len(self._inflight),
@@ -227,11 +235,10 @@ class ChainService:
         self._spawn("chain-confirm", self._confirm_loop, restart=True)
 
     async def _sleep(self, seconds: float) -> bool:
-        """Sleep until woken (new work) or ``seconds`` pass; True when woken."""
+        """Wait ``seconds`` or until woken; True when woken (new subscriptions, new work)."""
         woken = False
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-            woken = True
+            woken = await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
         return woken
 
@@ -241,12 +248,11 @@ class ChainService:
         assert self.sync is not None
         period = self.chain.snapshot_sync.sync_period
         while not self._stopping.is_set():
-            accepted = await self.sync.step()
-            for sub_id, sub, chain in accepted:
+            for sub_id, sub, chain in await self.sync.step():
                 self._subs.setdefault(sub_id, sub)
                 self._chains.setdefault(sub_id, chain)
-            if accepted:
-                self._wake.set()
+            self._known_block = self.sync.synced_block
+            self._wake.set()
             await asyncio.sleep(period)
 
     async def _schedule_loop(self) -> None:
@@ -256,9 +262,13 @@ class ChainService:
         while not self._stopping.is_set():
             number, now, _ = await self.rpc.head()
             self.head, self.head_time = number, now
-            if number != last_block or woken:
+            if number != last_block or woken or self._wake.is_set():
                 last_block = number
+                known = self._known_block
+                self._wake.clear()
                 await self._schedule(now)
+                if known is not None:
+                    self.scheduled_block = min(number, known)
             woken = await self._sleep(period)
 
     async def _schedule(self, now: int) -> None:
@@ -570,7 +580,8 @@ class ChainService:
             raise Overloaded("Too many pending delegated subscriptions")
         stored = dict(body)
         stored["subscription"] = dict(body["subscription"])
-        await self.journal.add_delegated(d.owner, d.nonce, stored, chain)
+        if not await self.journal.add_delegated(d.owner, d.nonce, stored, chain):
+            return  # (owner, nonce) seen before: pending, delivered or created on-chain
         self._delegated[d.key] = d
         log.info(
             "delegated_subscription_accepted",
@@ -664,8 +675,6 @@ def _parse_delegated(body: Mapping[str, Any], containers: tuple[str, ...]) -> _D
     )
 
 
-def create_chain_service(
-    config: Config, state_dir: Path, runner: JobRunner, policies: Any = None
-) -> ChainService:
-    """Factory the daemon calls (``policies`` is accepted for the daemon's signature, unused)."""
+def create_chain_service(config: Config, state_dir: Path, runner: JobRunner) -> ChainService:
+    """Factory the daemon calls (it imports this module only when the chain is enabled)."""
     return ChainService(config, state_dir, runner)

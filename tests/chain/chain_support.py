@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,77 +16,51 @@ from aiohttp import web
 from eth_account import Account
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
+from node_agent.chain.devnet import (
+    DELEGATE_SIGNER_KEY,
+    DEPLOYER_KEY,
+    NODE_KEYS,
+    Anvil,
+    start_anvil,
+)
+from node_agent.chain.service import ChainService
+from node_agent.chain.tools import build_contracts
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "contracts" / "out"
 # anvil's well-known test keys (mnemonic "test test ... junk"), accounts 0-3
-KEYS = [
-    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9ad4a6f62fb0a",
-    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-]
-
-
-def find_anvil() -> str | None:
-    candidates = [
-        ROOT / "contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
-        Path("/tmp/chaintools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"),
-    ]
-    for path in candidates:
-        if path.exists():
-            return str(path)
-    return shutil.which("anvil")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Anvil:
-    def __init__(self, binary: str, port: int) -> None:
-        self.binary = binary
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, *extra: str) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--host", "127.0.0.1", "--port", str(self.port), "--silent", *extra],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.02)
-        raise RuntimeError("anvil did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(5)
-            self.proc = None
+KEYS = [DEPLOYER_KEY, *NODE_KEYS, DELEGATE_SIGNER_KEY]
 
 
 @pytest.fixture
 def anvil() -> Iterator[Anvil]:
-    binary = find_anvil()
-    if binary is None or not (OUT / "Coordinator.sol" / "Coordinator.json").exists():
-        pytest.skip(
-            "needs anvil and compiled contracts (scripts/setup-chain-tools.sh, forge build)"
-        )
-    node = Anvil(binary, free_port())
-    node.start()
+    """A fresh anvil per test (installs the npm toolchain and builds the contracts if needed)."""
+    build_contracts()
+    node = start_anvil()
     yield node
     node.stop()
 
 
-def artifact(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((OUT / f"{name}.sol" / f"{name}.json").read_text())
+# Generous: the machine may be loaded by other suites. Polls end as soon as the condition holds.
+WITHIN = 90.0
+PERIOD = 600  # long intervals: block time never crosses an interval by accident under load
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float = WITHIN, what: str = "condition"
+) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} not met within {within} s")
+
+
+def artifact(name: str, source: str | None = None) -> dict[str, Any]:
+    """forge's artifact of contract ``name`` (from ``source``.sol, by default ``name``.sol)."""
+    path = OUT / f"{source or name}.sol" / f"{name}.json"
+    data: dict[str, Any] = json.loads(path.read_text())
     return data
 
 
@@ -108,8 +78,8 @@ class Chain:
         assert receipt["status"] == 1, receipt
         return dict(receipt)
 
-    async def deploy(self, name: str, *args: Any) -> Any:
-        data = artifact(name)
+    async def deploy(self, name: str, *args: Any, source: str | None = None) -> Any:
+        data = artifact(name, source)
         factory = self.w3.eth.contract(abi=data["abi"], bytecode=data["bytecode"]["object"])
         tx = await factory.constructor(*args).build_transaction({"from": self.account.address})
         receipt = await self.transact(tx)
@@ -283,6 +253,7 @@ def node_config(registry: str, key: str, rpc_url: str, state: Path, **chain: Any
             {"id": "echo", "url": "http://unused"},
             {"id": "second", "url": "http://unused"},
             {"id": "broken", "url": "http://unused"},
+            {"id": "hostile", "url": "http://unused"},
             {
                 "id": "restricted",
                 "url": "http://unused",
@@ -303,6 +274,57 @@ def node_config(registry: str, key: str, rpc_url: str, state: Path, **chain: Any
         "onchain": {"stuck_after_seconds": 2.0},
     }
     return parse_config(raw)
+
+
+# --- helpers for tests that drive a ChainService -------------------------------------------
+
+
+async def settle(node: ChainService, dep: Deployment) -> None:
+    """Wait until the node has seen the current head, scheduled it, and has no work left.
+
+    Replaces "sleep a while, then assert nothing happened": once settled, anything the node
+    would do about the current chain state has been done.
+    """
+
+    async def settled() -> bool:
+        head = await dep.chain.w3.eth.block_number
+        status = node.status()
+        scheduled = status["scheduled_block"]
+        if scheduled is None or scheduled < head or status["deliveries_in_flight"]:
+            return False
+        return not await node.journal.unconfirmed()
+
+    await eventually(settled, what="node settled")
+
+
+async def start_node(
+    dep: Deployment, runner: HttpRunner, key: str, state: Path, rpc_url: str | None = None
+) -> ChainService:
+    url = rpc_url or str(dep.chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    address = Account.from_key(key).address
+    await dep.chain.w3.provider.make_request(  # type: ignore[arg-type]
+        "anvil_setBalance", [address, hex(10**20)]
+    )
+    config = node_config(dep.registry.address, key, url, state)
+    service = ChainService(config, state, runner)
+    await service.start()
+    return service
+
+
+async def subscription_consumer(dep: Deployment, inputs: bytes = b"\x01\x02") -> Any:
+    return await dep.chain.deploy("ExampleSubscriptionConsumer", dep.registry.address, inputs)
+
+
+async def deliveries(consumer: Any) -> int:
+    return int(await consumer.functions.deliveryCount().call())
+
+
+async def equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
+
+
+async def is_true(value: object) -> bool:
+    return bool(value)
 
 
 os.environ.setdefault("PYTHONASYNCIODEBUG", "0")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from eth_abi import decode, encode
@@ -14,6 +12,7 @@ from eth_utils import keccak
 from node_agent.chain import abi, eip712, errors, guardian, outputs, scheduler
 from node_agent.chain.subscription import CANCELLED_ACTIVE_AT, ZERO_ADDRESS, Subscription
 from node_agent.config import ContainerConfig
+from tests.support.infernet_client import load_subscription_class
 
 OWNER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 COORDINATOR = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
@@ -35,18 +34,6 @@ def make_sub(**changes: object) -> Subscription:
     )
     fields.update(changes)
     return Subscription(**fields)  # type: ignore[arg-type]
-
-
-def load_client_subscription_module() -> object | None:
-    spec = importlib.util.find_spec("infernet_client")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "chain" / "subscription.py"
-    module_spec = importlib.util.spec_from_file_location("infernet_client_subscription", path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
 
 
 # --- EIP-712 ------------------------------------------------------------------------------
@@ -123,11 +110,9 @@ def test_digest_matches_an_independent_computation() -> None:
 
 
 def test_signature_from_the_real_client_recovers() -> None:
-    client = load_client_subscription_module()
-    if client is None:
-        pytest.skip("infernet-client not installed (pip install --no-deps infernet-client==1.4.0)")
+    client_subscription = load_subscription_class()  # infernet-client 1.4.0's own class
     account = Account.create()
-    client_sub = client.Subscription(  # type: ignore[attr-defined]
+    client_sub = client_subscription(
         OWNER, 1000, 10, 3, 2, ["a", "b"], False, ZERO_ADDRESS, 0, ZERO_ADDRESS, ZERO_ADDRESS
     )
     message = client_sub.get_delegate_subscription_typed_data(7, 5000, 31337, COORDINATOR)

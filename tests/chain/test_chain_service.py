@@ -2,54 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from chain_support import KEYS, Deployment, HttpRunner, TcpProxy, node_config
+from chain_support import (
+    KEYS,
+    PERIOD,
+    Deployment,
+    HttpRunner,
+    TcpProxy,
+    deliveries,
+    equals,
+    eventually,
+    is_true,
+    settle,
+    start_node,
+    subscription_consumer,
+)
 from eth_abi.abi import decode
 from eth_account import Account
-from test_chain_pure import load_client_subscription_module
 
-from node_agent.chain.service import ChainService
 from node_agent.errors import AccessDenied, BadRequest, GuardianRejection
+from tests.support.infernet_client import load_subscription_class
 
 pytestmark = pytest.mark.chain
 ZERO = "0x" + "00" * 20
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
-async def start_node(
-    dep: Deployment, runner: HttpRunner, key: str, state: Path, rpc_url: str | None = None
-) -> ChainService:
-    url = rpc_url or str(dep.chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
-    address = Account.from_key(key).address
-    await dep.chain.w3.provider.make_request(  # type: ignore[arg-type]
-        "anvil_setBalance", [address, hex(10**20)]
-    )
-    config = node_config(dep.registry.address, key, url, state)
-    service = ChainService(config, state, runner)
-    await service.start()
-    return service
-
-
-async def subscription_consumer(dep: Deployment, inputs: bytes = b"\x01\x02") -> Any:
-    return await dep.chain.deploy("ExampleSubscriptionConsumer", dep.registry.address, inputs)
-
-
-async def deliveries(consumer: Any) -> int:
-    return int(await consumer.functions.deliveryCount().call())
 
 
 async def test_recurring_subscription_each_interval_once(
@@ -57,26 +36,27 @@ async def test_recurring_subscription_each_interval_once(
 ) -> None:
     dep = deployment
     consumer = await subscription_consumer(dep)
-    await dep.chain.call_fn(consumer.functions.createSubscription("echo", 2, 30, 1, False))
+    await dep.chain.call_fn(consumer.functions.createSubscription("echo", 2, PERIOD, 1, False))
     node = await start_node(dep, service_container, KEYS[1], tmp_path)
     try:
-        await asyncio.sleep(0.5)
+        await eventually(lambda: is_true(node.status()["tracked_subscriptions"] == 1))
+        await settle(node, dep)
         assert await deliveries(consumer) == 0  # not active yet
-        await dep.chain.advance(31)
-        await eventually(lambda: _equals(deliveries(consumer), 1))
+        await dep.chain.advance(PERIOD + 1)
+        await eventually(lambda: equals(deliveries(consumer), 1))
         record = await consumer.functions.getDelivery(1, 1).call()
         assert record[0] == Account.from_key(KEYS[1]).address
         (text,) = decode(["string"], record[3])
         assert json.loads(text) == {"container": "echo", "echo": "0102"}
         call = service_container.calls[0]
         assert (call["source"], call["destination"], call["data"]) == (0, 0, "0102")
-        await dep.chain.advance(30)
-        await eventually(lambda: _equals(deliveries(consumer), 2))
-        await dep.chain.advance(30)  # past the last interval
-        await asyncio.sleep(1.0)
+        await dep.chain.advance(PERIOD)
+        await eventually(lambda: equals(deliveries(consumer), 2))
+        await dep.chain.advance(PERIOD)  # past the last interval
+        await eventually(lambda: is_true(node.status()["tracked_subscriptions"] == 0))
+        await settle(node, dep)
         assert await deliveries(consumer) == 2
-        status = node.status()
-        assert status["tracked_subscriptions"] == 0 and status["lag"] == 0
+        assert node.status()["lag"] == 0
     finally:
         await node.stop(1)
 
@@ -86,13 +66,14 @@ async def test_redundancy_two_nodes_and_restart_never_redelivers(
 ) -> None:
     dep = deployment
     consumer = await subscription_consumer(dep)
-    await dep.chain.call_fn(consumer.functions.createSubscription("echo", 3, 30, 2, False))
-    await dep.chain.advance(31)
+    await dep.chain.call_fn(consumer.functions.createSubscription("echo", 3, PERIOD, 2, False))
+    await dep.chain.advance(PERIOD + 1)
     first = await start_node(dep, service_container, KEYS[1], tmp_path / "a")
     second = await start_node(dep, service_container, KEYS[2], tmp_path / "b")
     try:
-        await eventually(lambda: _equals(deliveries(consumer), 2))
-        await asyncio.sleep(1.0)
+        await eventually(lambda: equals(deliveries(consumer), 2))
+        await settle(first, dep)
+        await settle(second, dep)
         assert await deliveries(consumer) == 2
         assert await dep.coordinator.functions.redundancyCount(_rkey(1, 1)).call() == 2
     finally:
@@ -100,11 +81,11 @@ async def test_redundancy_two_nodes_and_restart_never_redelivers(
     calls_before = len(service_container.calls)
     again = await start_node(dep, service_container, KEYS[1], tmp_path / "a")
     try:
-        await asyncio.sleep(1.5)
+        await settle(again, dep)
         assert len(service_container.calls) == calls_before  # nothing recomputed
         assert await dep.chain.w3.eth.get_transaction_count(Account.from_key(KEYS[1]).address) == 1
-        await dep.chain.advance(30)
-        await eventually(lambda: _equals(deliveries(consumer), 4))
+        await dep.chain.advance(PERIOD)
+        await eventually(lambda: equals(deliveries(consumer), 4))
         assert await dep.chain.w3.eth.get_transaction_count(Account.from_key(KEYS[1]).address) == 2
     finally:
         await again.stop(1)
@@ -122,16 +103,18 @@ async def test_rpc_outage_is_survived(
     )
     consumer = await subscription_consumer(dep)
     try:
-        await eventually(lambda: _is(node.status()["ready"]))
+        await eventually(lambda: is_true(node.status()["ready"]))
         await proxy.cut()
-        await dep.chain.call_fn(consumer.functions.createSubscription("echo", 1, 30, 1, False))
-        await dep.chain.advance(31)
-        await asyncio.sleep(3.0)
-        assert node.status()["last_error"] is not None
-        assert node.status()["rpc_failures"] > 0
+        await dep.chain.call_fn(consumer.functions.createSubscription("echo", 1, PERIOD, 1, False))
+        await dep.chain.advance(PERIOD + 1)
+        await eventually(
+            lambda: is_true(node.status()["rpc_failures"] > 0 and node.status()["last_error"]),
+            what="RPC failures noticed",
+        )
         assert await deliveries(consumer) == 0
         await proxy.start()  # same port again
-        await eventually(lambda: _equals(deliveries(consumer), 1), within=40)
+        await eventually(lambda: equals(deliveries(consumer), 1))
+        assert node.status()["ready"]
     finally:
         await node.stop(1)
         await proxy.cut()
@@ -140,9 +123,7 @@ async def test_rpc_outage_is_survived(
 async def test_delegated_subscription_checked_before_reply_and_delivered(
     deployment: Deployment, service_container: HttpRunner, tmp_path: Path
 ) -> None:
-    client = load_client_subscription_module()
-    if client is None:
-        pytest.skip("infernet-client not installed (pip install --no-deps infernet-client==1.4.0)")
+    client_subscription = load_subscription_class()  # infernet-client 1.4.0's own class
     dep = deployment
     signer = Account.create()
     consumer = await dep.chain.deploy(
@@ -150,14 +131,14 @@ async def test_delegated_subscription_checked_before_reply_and_delivered(
     )
     node = await start_node(dep, service_container, KEYS[1], tmp_path)
     try:
-        await eventually(lambda: _is(node.status()["ready"]))
+        await eventually(lambda: is_true(node.status()["ready"]))
         now = await dep.chain.now()
         chain_id = await dep.chain.w3.eth.chain_id
 
         def body(
             containers: list[str], *, key: Any = signer, expiry: int = now + 600, nonce: int = 1
         ) -> dict[str, Any]:
-            sub = client.Subscription(  # type: ignore[attr-defined]
+            sub = client_subscription(
                 consumer.address, now - 1, 0, 1, 1, containers, False, ZERO, 0, ZERO, ZERO
             )
             typed = sub.get_delegate_subscription_typed_data(
@@ -199,10 +180,10 @@ async def test_delegated_subscription_checked_before_reply_and_delivered(
         good = body(["echo"])
         assert not good["subscription"]["containers"].startswith("0x")  # hexbytes >= 1
         await node.accept_delegated(good, "127.0.0.1")
-        await eventually(lambda: _equals(deliveries(consumer), 1))
+        await eventually(lambda: equals(deliveries(consumer), 1))
         call = service_container.calls[-1]
         assert (call["source"], call["destination"], call["data"]) == (1, 0, {"prompt": "hello"})
-        await eventually(lambda: _is(node.status()["delegated_subscriptions"] == 0))
+        await eventually(lambda: is_true(node.status()["delegated_subscriptions"] == 0))
         await node.accept_delegated(
             dict(
                 good,
@@ -213,7 +194,8 @@ async def test_delegated_subscription_checked_before_reply_and_delivered(
             ),
             "127.0.0.1",
         )  # same (owner, nonce) with 0x-prefixed hash: accepted, nothing new
-        await asyncio.sleep(1.0)
+        assert node.status()["delegated_subscriptions"] == 0
+        await settle(node, dep)
         assert await deliveries(consumer) == 1
     finally:
         await node.stop(1)
@@ -224,11 +206,3 @@ def _rkey(sub_id: int, interval: int) -> bytes:
     from eth_utils.crypto import keccak
 
     return keccak(encode(["uint32", "uint32"], [sub_id, interval]))
-
-
-async def _equals(value: Awaitable[int], expected: int) -> bool:
-    return await value == expected
-
-
-async def _is(value: bool) -> bool:
-    return value

@@ -9,6 +9,7 @@ up in the background. Stopping reverses it: refuse new work, let running jobs fi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import signal
 from collections.abc import Callable, Coroutine

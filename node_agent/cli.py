@@ -1,4 +1,4 @@
-"""``node-agent`` command line: run | check-config | version."""
+"""``node-agent`` command line: run | check-config | gpus | api-key | version."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from node_agent import INFERNET_COMPAT_VERSION, __version__
-from node_agent.config import find_config_path, load_config, resolve_state_dir
+from node_agent.config import Config, find_config_path, load_config, resolve_state_dir
 from node_agent.errors import ConfigError
 
 
@@ -21,7 +21,53 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", type=Path)
     sub.add_parser("version", help="print the version")
+    gpus = sub.add_parser("gpus", help="show the GPUs NVML sees (capacity and health)")
+    gpus.add_argument("--json", action="store_true", help="machine-readable output")
+    gpus.add_argument("--config", type=Path, help="config file (for the gpus: section)")
+    keys = sub.add_parser("api-key", help="create, revoke or list API keys")
+    keys.add_argument("action", choices=("create", "revoke", "list"))
+    keys.add_argument("key_id", nargs="?", help="key id (revoke)")
+    keys.add_argument("--config", type=Path)
+    keys.add_argument("--state-dir", type=Path)
+    keys.add_argument("--scope", action="append", dest="scopes", help="jobs:read, jobs:write")
+    keys.add_argument("--name", default="")
+    keys.add_argument("--expires-days", type=float)
+    keys.add_argument("--json", action="store_true")
     return parser
+
+
+def _optional_config(path: Path | None) -> Config:
+    """Commands that also work without a config file fall back to the defaults."""
+    try:
+        return load_config(find_config_path(path))
+    except ConfigError:
+        if path is not None:
+            raise
+        return Config()
+
+
+def _api_key_command(args: argparse.Namespace, config: Config) -> int:
+    from node_agent.auth.cli import (
+        create_api_key_command,
+        list_api_keys_command,
+        revoke_api_key_command,
+    )
+    from node_agent.auth.keys import default_key_file
+
+    key_file = default_key_file(config.api_keys, resolve_state_dir(config, args.state_dir))
+    if args.action == "create":
+        return create_api_key_command(
+            key_file,
+            scopes=args.scopes or ("jobs:read", "jobs:write"),
+            name=args.name,
+            expires_days=args.expires_days,
+        )
+    if args.action == "revoke":
+        if not args.key_id:
+            print("api-key revoke needs a key id", file=sys.stderr)
+            return 2
+        return revoke_api_key_command(key_file, args.key_id)
+    return list_api_keys_command(key_file, json_output=args.json)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"node-agent {__version__} (Infernet API {INFERNET_COMPAT_VERSION})")
         return 0
+    if args.command in ("gpus", "api-key"):
+        try:
+            config = _optional_config(args.config)
+        except ConfigError as exc:
+            print(f"config error: {exc.error}", file=sys.stderr)
+            return 2
+        if args.command == "gpus":
+            from node_agent.gpu.cli import gpus_command
+            from node_agent.logging import configure_logging
+
+            # stdout carries the table or JSON; problems are in it, so logs only on errors.
+            configure_logging(config.log.model_copy(update={"level": "ERROR"}), stream=sys.stderr)
+            return gpus_command(args.json, config=config.gpus)
+        return _api_key_command(args, config)
     try:
         path = find_config_path(args.config)
         config = load_config(path)

@@ -26,8 +26,11 @@ from pydantic import (
     model_validator,
 )
 
+from node_agent.auth.config import ApiKeysConfig
 from node_agent.chain.settings import OnchainConfig
 from node_agent.errors import ConfigError
+from node_agent.gpu.config import GpusConfig
+from node_agent.grid.config import GridConfig
 
 # Docker container names: the id is also the managed container's name.
 _CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -325,6 +328,10 @@ class ContainersRuntimeConfig(_Model):
     restart_backoff_max: float = Field(60.0, gt=0)
     watch_interval: float = Field(5.0, gt=0)
     pull: bool = True
+    # bridge: call containers on their Docker network address (fast, no docker-proxy);
+    # published: through the port published on publish_host (e.g. when the agent runs in a VM
+    # or container that cannot reach Docker networks).
+    connect: Literal["bridge", "published"] = "bridge"
 
 
 class AgentConfig(_Model):
@@ -351,6 +358,9 @@ class Config(_Model):
     jobs: JobsConfig = JobsConfig()
     runtime: ContainersRuntimeConfig = ContainersRuntimeConfig()
     onchain: OnchainConfig = OnchainConfig()
+    gpus: GpusConfig = GpusConfig()
+    grid: GridConfig = GridConfig()
+    api_keys: ApiKeysConfig = ApiKeysConfig()
 
     @model_validator(mode="after")
     def _containers_consistent(self) -> Config:

@@ -9,9 +9,10 @@ up in the background. Stopping reverses it: refuse new work, let running jobs fi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,15 @@ from node_agent.jobs.guardian import policies_from_config
 from node_agent.jobs.pipeline import Pipeline
 from node_agent.jobs.service import JobService
 from node_agent.jobs.store import JobStore
+from node_agent.provider import ProviderServices
+from node_agent.reload import GateHold, carry_over, diff_containers, wait_until_idle
+from node_agent.sdnotify import Notifier, Watchdog
 from node_agent.tasks import TaskSupervisor, run_forever
 
 log = structlog.get_logger(__name__)
 
 RETENTION_INTERVAL = 60.0
+STATUS_INTERVAL = 5.0
 
 
 def _admission(config: Config) -> Admission:
@@ -49,8 +54,11 @@ class Daemon:
         *,
         config_path: Path | None = None,
         docker_factory: Callable[[], Any] | None = None,
+        provider_options: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
+        # Test seams for ProviderServices (e.g. a fake NVML library).
+        self._provider_options = provider_options or {}
         self.state_dir = state_dir
         self.config_path = config_path
         self._docker_factory = docker_factory
@@ -69,9 +77,10 @@ class Daemon:
         config = self.config
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._session = ServiceClient.make_session()
-        client = ServiceClient(self._session)
+        client = self._client = ServiceClient(self._session)
         self.store = JobStore(self.state_dir / "jobs.sqlite", durability=config.jobs.durability)
         await self.store.open()
+        self.provider = ProviderServices(config, self.state_dir, **self._provider_options)
         self.manager = ContainerManager(
             config.containers,
             runtime=config.runtime,
@@ -80,6 +89,7 @@ class Daemon:
             client=client,
             credentials=config.docker,
             docker_factory=self._docker_factory,
+            gpu_planner=self.provider.gpu_planner,
         )
         self.jobs = JobService(
             store=self.store,
@@ -92,6 +102,7 @@ class Daemon:
         )
         self.ctx.health_checks["jobs"] = self._jobs_health
         self.ctx.health_checks["containers"] = self._containers_health
+        self.provider.attach(self.ctx, self.jobs, self.manager)
         await self._serve(create_app(self.ctx))
         await self.jobs.recover(config.jobs.on_restart)
         self.tasks.spawn(self._bring_up_containers(), name="containers-start")
@@ -128,6 +139,8 @@ class Daemon:
         self.port = addresses[0][1] if addresses else server.port
 
     async def _bring_up_containers(self) -> None:
+        # GPU inventory and grants rebuilt from labels come first: containers need them.
+        await self.provider.start(self.tasks.spawn)
         await self.manager.start()
         self.containers_ready.set()
         log.info("containers_started", services=self.manager.describe())
@@ -178,6 +191,13 @@ class Daemon:
             "queued": sum(self.jobs.admission.queue_depth().values()),
         }
 
+    def status_line(self) -> str:
+        """One line for ``systemctl status`` (sd_notify ``STATUS=``)."""
+        running, total = len(self.manager.running()), len(self.manager.containers)
+        parts = [f"API on port {self.port}", f"containers {running}/{total} running"]
+        parts.append(f"{len(self.jobs.tasks)} jobs in flight")
+        return "; ".join(parts)
+
     def _containers_health(self) -> dict[str, Any]:
         states = {c.config.id: c.state.value for c in self.manager.containers.values()}
         ok = self.manager.all_ready()
@@ -197,12 +217,30 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload_refused", error=exc.error, params=exc.params)
             return False
-        self.jobs.reconfigure(policies_from_config(new.containers), _admission(new))
-        await self.manager.apply(new.containers)
+        changes = diff_containers(self.config.containers, new.containers)
+        old_admission = self.jobs.admission
+        admission = carry_over(old_admission, new.containers, changes)
+        hold = GateHold(admission, changes.held)
+        try:
+            self.jobs.reconfigure(policies_from_config(new.containers), admission)
+            self.provider.reconfigured(new)
+            # Jobs already admitted to a container that goes away finish on it first.
+            grace = self.config.agent.shutdown_grace
+            if not await wait_until_idle(old_admission, changes.replaced, grace):
+                log.warning("reload_jobs_cut_off", containers=sorted(changes.replaced))
+            await self.manager.apply(new.containers)
+        finally:
+            hold.release()
         self.config = new
         if self.ctx is not None:
             self.ctx.config = new
-        log.info("config_reloaded", containers=[c.id for c in new.containers])
+        log.info(
+            "config_reloaded",
+            containers=[c.id for c in new.containers],
+            added=sorted(changes.added),
+            changed=sorted(changes.changed),
+            removed=sorted(changes.removed),
+        )
         return True
 
     async def stop(self) -> None:
@@ -217,28 +255,91 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.tasks.cancel_all()
+        await self.provider.stop()
         await self.manager.stop()
         await self.store.close()
         if self._session is not None:
+            self._client.close()
             await self._session.close()
         log.info("node_stopped", drained=drained)
 
 
-async def run_daemon(config: Config, state_dir: Path, config_path: Path | None) -> int:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads the config."""
+async def run_daemon(
+    config: Config,
+    state_dir: Path,
+    config_path: Path | None,
+    *,
+    notifier: Notifier | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the config.
+
+    Under systemd (``Type=notify``) it reports READY=1 once the API serves and the containers'
+    start-up has finished, pings the watchdog from this loop, keeps STATUS= current, and
+    brackets reloads with RELOADING=1/READY=1 and the drain with STOPPING=1.
+    """
+    notifier = notifier or Notifier.from_env()
+    watchdog = Watchdog.from_env(notifier)
+    watchdog.start()
     daemon = Daemon(config, state_dir, config_path=config_path)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    reload_lock = asyncio.Lock()
+
+    async def reload() -> None:
+        async with reload_lock:  # a second SIGHUP waits for the first reload to finish
+            notifier.reloading("reloading configuration")
+            ok = False
+            try:
+                ok = await daemon.reload()
+            finally:  # systemd waits in "reloading" until READY=1, whatever happened
+                prefix = "" if ok else "reload refused, old config kept; "
+                notifier.ready(prefix + daemon.status_line())
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(
-        signal.SIGHUP, lambda: daemon.tasks.spawn(daemon.reload(), name="reload")
-    )
+    loop.add_signal_handler(signal.SIGHUP, lambda: daemon.tasks.spawn(reload(), name="reload"))
+    notifier.status("starting")
     try:
         await daemon.start()
     except Exception as exc:
         log.error("node_start_failed", error=str(exc))
+        notifier.status(f"start failed: {exc}")
+        await watchdog.stop()
         return 1
+    notifier.status(f"API on port {daemon.port}; starting {len(config.containers)} containers")
+    await _first_of(daemon.containers_ready.wait(), stop.wait())
+    if not stop.is_set():
+        notifier.ready(daemon.status_line())
+        log.info("node_ready", status=daemon.status_line())
+        daemon.tasks.spawn(_report_status(daemon, notifier), name="sd-status")
     await stop.wait()
+    notifier.stopping(f"draining; {daemon.status_line()}")
+    # A shutdown_grace longer than TimeoutStopSec must not end in SIGKILL mid-drain.
+    runtime = daemon.config.runtime
+    notifier.extend_timeout(daemon.config.agent.shutdown_grace + runtime.stop_timeout + 30)
     await daemon.stop()
+    await watchdog.stop()
+    notifier.status("stopped")
+    notifier.close()
     return 0
+
+
+async def _first_of(*aws: Coroutine[Any, Any, Any]) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def _report_status(daemon: Daemon, notifier: Notifier) -> None:
+    """Keep ``systemctl status`` current; only changes are sent."""
+    last = ""
+    while not daemon.stopping.is_set():
+        line = daemon.status_line()
+        if line != last and not daemon.stopping.is_set():
+            notifier.status(line)
+            last = line
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(daemon.stopping.wait(), STATUS_INTERVAL)

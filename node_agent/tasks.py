@@ -62,6 +62,17 @@ class TaskSupervisor:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def cancel_and_wait(task: asyncio.Task[Any], *, retry_every: float = 0.5) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling again if a cancellation was
+    swallowed (Python 3.11's ``wait_for`` can drop one when its inner future finishes in the
+    same loop iteration), so a stop never hangs on a loop that kept running."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=retry_every)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("task_failed_while_stopping", task=task.get_name(), error=repr(task.exception()))
+
+
 async def run_forever(
     step: Callable[[], Awaitable[None]],
     *,

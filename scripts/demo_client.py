@@ -34,8 +34,9 @@ async def wait_ready(http: aiohttp.ClientSession, url: str, timeout: float = 120
 
 
 async def result(http: aiohttp.ClientSession, url: str, job_id: str) -> Any:
-    async with http.get(f"{url}/api/jobs", params={"id": job_id, "intermediate": "true",
-                                                   "wait": "30"}) as resp:
+    async with http.get(
+        f"{url}/api/jobs", params={"id": job_id, "intermediate": "true", "wait": "30"}
+    ) as resp:
         return (await resp.json())[0]
 
 
@@ -45,8 +46,9 @@ async def main(url: str) -> None:
         async with http.get(f"{url}/health") as resp:
             show("GET /health", await resp.json())
 
-        async with http.post(f"{url}/api/jobs",
-                             json={"containers": [ECHO], "data": {"text": "hello node"}}) as resp:
+        async with http.post(
+            f"{url}/api/jobs", json={"containers": [ECHO], "data": {"text": "hello node"}}
+        ) as resp:
             job = await resp.json()
         show("POST /api/jobs (echo)", job)
         show("its result", await result(http, url, job["id"]))
@@ -54,8 +56,10 @@ async def main(url: str) -> None:
         chain = {"containers": [ECHO, TRANSFORM, TRANSFORM], "data": {"text": "chain me"}}
         async with http.post(f"{url}/api/jobs", json=chain) as resp:
             job = await resp.json()
-        show("chained job echo -> transform -> transform, with intermediate results",
-             await result(http, url, job["id"]))
+        show(
+            "chained job echo -> transform -> transform, with intermediate results",
+            await result(http, url, job["id"]),
+        )
 
         batch = [
             {"containers": [ECHO], "data": {"n": 1}},
@@ -82,8 +86,9 @@ async def main(url: str) -> None:
         assert job_id is not None
         show("stream job record", await result(http, url, job_id))
 
-        async with http.post(f"{url}/api/jobs", data=b"{oops",
-                             headers={"Content-Type": "application/json"}) as resp:
+        async with http.post(
+            f"{url}/api/jobs", data=b"{oops", headers={"Content-Type": "application/json"}
+        ) as resp:
             show(f"bad input gets JSON (HTTP {resp.status})", await resp.json())
 
 

@@ -6,10 +6,8 @@ cd "$root"
 bash scripts/bootstrap.sh
 bash scripts/setup-docker.sh
 bash scripts/build-examples.sh
-if [ -f scripts/setup-chain-tools.sh ]; then
-    # shellcheck disable=SC1091
-    source scripts/setup-chain-tools.sh
-fi
+# shellcheck disable=SC1091
+source scripts/setup-chain-tools.sh >/dev/null   # forge/anvil/cast (npm) on PATH
 if [ -f scripts/setup-test-deps.sh ]; then
     bash scripts/setup-test-deps.sh
 fi
@@ -17,10 +15,7 @@ echo "[test] ruff + mypy" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy node_agent
-if [ -f scripts/export-abi.py ] && [ -d contracts ]; then
-    echo "[test] ABI drift check + forge test" >&2
-    .venv/bin/python scripts/export-abi.py --check
-    (cd contracts && forge test)
-fi
+echo "[test] contracts: forge build + forge test + ABI drift check" >&2
+PATH="$root/.venv/bin:$PATH" bash scripts/ci-contracts.sh
 echo "[test] pytest" >&2
 exec .venv/bin/pytest -q "$@"

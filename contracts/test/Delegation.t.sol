@@ -5,6 +5,7 @@ import {Fixture} from "./utils/Fixture.sol";
 import {Subscription} from "../src/Types.sol";
 import {ICoordinator} from "../src/interfaces/ICoordinator.sol";
 import {DeliveryRecorder} from "../src/examples/DeliveryRecorder.sol";
+import {NoopDelegatorConsumer} from "./mocks/HostileConsumers.sol";
 
 contract DelegationTest is Fixture {
     uint32 internal constant NONCE = 7;
@@ -297,5 +298,16 @@ contract DelegationTest is Fixture {
     function test_Gas_DeliverDelegateeCreateAndDeliver() public {
         deliverSigned(NODE_1, delegatedSub(T0, 0, 1, 1), NONCE, 1, "result");
         vm.snapshotGasLastCall("deliverComputeDelegatee_create_and_deliver");
+    }
+
+    /// @dev Coordinator-only cost of a delegated create-and-deliver (consumer does nothing).
+    function test_Gas_DeliverDelegateeNoopConsumer() public {
+        NoopDelegatorConsumer noop = new NoopDelegatorConsumer(address(registry), signer);
+        Subscription memory sub = delegatedSub(T0, 0, 1, 2);
+        sub.owner = address(noop);
+        deliverSigned(NODE_1, sub, NONCE, 1, "result");
+        vm.snapshotGasLastCall("coordinatorOnly_deliverComputeDelegatee_create_and_deliver");
+        deliverSigned(NODE_2, sub, NONCE, 1, "result");
+        vm.snapshotGasLastCall("coordinatorOnly_deliverComputeDelegatee_existing");
     }
 }

@@ -9,6 +9,7 @@ from node_agent.api.handlers import Handlers
 from node_agent.api.identity import parse_networks
 from node_agent.api.middlewares import make_core_middleware
 from node_agent.api.ratelimit import GcraLimiter
+from node_agent.auth.middleware import make_auth_middleware
 
 CONTEXT_KEY = web.AppKey("node_context", NodeContext)
 
@@ -26,7 +27,10 @@ def create_app(ctx: NodeContext) -> web.Application:
         limiter_factory=limiter_factory,
         is_draining=lambda: ctx.draining,
     )
-    app = web.Application(middlewares=[middleware], client_max_size=server.max_body_bytes)
+    middlewares = [middleware]
+    if ctx.api_keys is not None:
+        middlewares.append(make_auth_middleware(ctx.api_keys))
+    app = web.Application(middlewares=middlewares, client_max_size=server.max_body_bytes)
     app[CONTEXT_KEY] = ctx
     h = Handlers(ctx)
     app.router.add_get("/health", h.health)
@@ -37,4 +41,6 @@ def create_app(ctx: NodeContext) -> web.Application:
     app.router.add_post("/api/jobs/batch", h.create_batch)
     app.router.add_post("/api/jobs/stream", h.create_stream)
     app.router.add_put("/api/status", h.put_status)
+    if ctx.metrics is not None:
+        app.router.add_get("/metrics", h.metrics)
     return app

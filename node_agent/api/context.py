@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from node_agent.auth.keys import ApiKeyAuthority
 from node_agent.config import Config
 from node_agent.containers.manager import ContainerManager
 from node_agent.containers.service_client import ServiceClient
@@ -42,6 +43,10 @@ class NodeContext:
     info_sections: dict[str, Callable[[], Any]] = field(default_factory=dict)
     # extra /resources content (e.g. node hardware) keyed by a name no container can have.
     resources_sections: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    # API keys (node_agent.auth): checked before any handler when set.
+    api_keys: ApiKeyAuthority | None = None
+    # Prometheus text for GET /metrics (node_agent.metrics), when set.
+    metrics: Callable[[], str] | None = None
     draining: bool = False
 
     def client_key(self, ip: IpAddress) -> str:

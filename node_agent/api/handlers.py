@@ -139,6 +139,14 @@ class Handlers:
         self._resources_cache[model_id] = (now, body)
         return json_response(body)
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text exposition (node_agent.metrics)."""
+        assert self.ctx.metrics is not None
+        return web.Response(
+            body=self.ctx.metrics().encode(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
     # --- jobs --------------------------------------------------------------------------------
 
     async def _delegated(self, body: dict[str, Any], ip: IpAddress) -> dict[str, Any]:
@@ -198,9 +206,13 @@ class Handlers:
         try:
             async for chunk in chunks:
                 await response.write(chunk)
+            await response.write_eof()
         except NodeAgentError as exc:
+            # Headers are gone: the stream just ends; the job record carries the error.
             log.warning("stream_failed", job_id=job.id, error=exc.error)
-        await response.write_eof()
+            await response.write_eof()
+        except ConnectionError:
+            log.info("stream_client_gone", job_id=job.id)
         return response
 
     async def get_jobs(self, request: web.Request) -> web.Response:
@@ -216,7 +228,10 @@ class Handlers:
         store = self.ctx.jobs.store
         if wait > 0:
             wait = min(wait, self.ctx.config.jobs.max_wait_seconds)
-            await asyncio.gather(*(store.wait_final(i, wait) for i in ids))
+            if len(ids) == 1:  # the common case: no gather, no extra task
+                await store.wait_final(ids[0], wait)
+            else:
+                await asyncio.gather(*(store.wait_final(i, wait) for i in ids))
         intermediate = query.get("intermediate") == "true"
         jobs = await store.get_many(client, ids)
         return json_response([j.to_wire(intermediate=intermediate) for j in jobs])

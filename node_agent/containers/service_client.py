@@ -13,7 +13,14 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
+from node_agent.containers.http1 import (
+    Http1ConnectTimeout,
+    Http1Error,
+    Http1Pool,
+    request_head,
+)
 from node_agent.errors import ContainerError
 
 _ERROR_BODY_PREVIEW = 300
@@ -24,24 +31,42 @@ def _preview(body: bytes) -> str:
     return text + ("…" if len(body) > _ERROR_BODY_PREVIEW else "")
 
 
-class ServiceEndpoint:
-    """Where one container answers, and how to authenticate to it."""
+CONNECT_TIMEOUT = 3.0
 
-    __slots__ = ("bearer", "container_id", "output_url", "resources_url", "timeout")
+
+class ServiceEndpoint:
+    """Where one container answers, and how to authenticate to it.
+
+    URLs, headers and the timeout are built once here, not on every job.
+    """
+
+    __slots__ = (
+        "call_timeout",
+        "container_id",
+        "direct_headers",
+        "headers",
+        "host_header",
+        "output_url",
+        "resources_url",
+        "timeout",
+    )
 
     def __init__(self, container_id: str, base_url: str, bearer: str | None, timeout: float):
         base = base_url.rstrip("/")
         self.container_id = container_id
-        self.output_url = f"{base}/service_output"
-        self.resources_url = f"{base}/service-resources"
-        self.bearer = bearer
+        self.output_url = URL(f"{base}/service_output")
+        self.resources_url = URL(f"{base}/service-resources")
         self.timeout = timeout
-
-    def headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self.bearer:
-            headers["Authorization"] = f"Bearer {self.bearer}"
-        return headers
+        # A container that vanished from its network does not refuse connections, it just
+        # never answers: give up connecting quickly (the watcher recreates it meanwhile).
+        self.call_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT)
+        self.headers = {"Content-Type": "application/json"}
+        if bearer:
+            self.headers["Authorization"] = f"Bearer {bearer}"
+        url = self.output_url
+        self.host_header = f"{url.host}:{url.port}" if url.port else str(url.host)
+        # Plain-HTTP endpoints use the lightweight keep-alive client (``http1``).
+        self.direct_headers = self.headers if url.scheme == "http" and url.host else None
 
 
 class ServiceClient:
@@ -49,6 +74,7 @@ class ServiceClient:
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
+        self._pools: dict[tuple[str, int], Http1Pool] = {}
 
     @staticmethod
     def make_session(pool_size: int = 1024) -> aiohttp.ClientSession:
@@ -68,7 +94,7 @@ class ServiceClient:
             async with self._session.post(
                 endpoint.output_url,
                 data=orjson.dumps(body),
-                headers=endpoint.headers(),
+                headers=endpoint.headers,
                 timeout=timeout,
             ) as resp:
                 if not 200 <= resp.status < 300:
@@ -77,6 +103,10 @@ class ServiceClient:
                         f"container {cid} answered HTTP {resp.status}: {_preview(raw)}"
                     )
                 yield resp
+        except aiohttp.ConnectionTimeoutError:
+            raise ContainerError(
+                f"container {cid} is unreachable: no connection within {CONNECT_TIMEOUT:g} s"
+            ) from None
         except TimeoutError:
             raise ContainerError(
                 f"container {cid} did not answer within {endpoint.timeout:g} s"
@@ -90,8 +120,11 @@ class ServiceClient:
 
     async def call(self, endpoint: ServiceEndpoint, body: dict[str, Any]) -> Any:
         """POST the job to the container and return its JSON output (2xx + JSON only)."""
-        async with self._post(endpoint, body, aiohttp.ClientTimeout(total=endpoint.timeout)) as r:
-            raw = await r.read()
+        if endpoint.direct_headers is not None:
+            raw = await self._call_direct(endpoint, orjson.dumps(body))
+        else:
+            async with self._post(endpoint, body, endpoint.call_timeout) as r:
+                raw = await r.read()
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -99,6 +132,48 @@ class ServiceClient:
                 f"container {endpoint.container_id} answered with a body that is not JSON: "
                 f"{_preview(raw)}"
             ) from None
+
+    def _pool(self, endpoint: ServiceEndpoint) -> Http1Pool:
+        url = endpoint.output_url
+        key = (str(url.host), url.port or 80)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = Http1Pool(key[0], key[1], connect_timeout=CONNECT_TIMEOUT)
+        return pool
+
+    async def _call_direct(self, endpoint: ServiceEndpoint, payload: bytes) -> bytes:
+        cid = endpoint.container_id
+        headers = endpoint.direct_headers or {}
+        head = request_head(
+            endpoint.output_url.raw_path, endpoint.host_header, len(payload), headers
+        )
+        try:
+            async with asyncio.timeout(endpoint.timeout):
+                response = await self._pool(endpoint).post(head, payload)
+        except Http1ConnectTimeout:
+            raise ContainerError(
+                f"container {cid} is unreachable: no connection within {CONNECT_TIMEOUT:g} s"
+            ) from None
+        except TimeoutError:
+            raise ContainerError(
+                f"container {cid} did not answer within {endpoint.timeout:g} s"
+            ) from None
+        except (Http1Error, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            raise ContainerError(
+                f"container {cid} connection failed: {exc or type(exc).__name__}"
+            ) from None
+        except OSError as exc:
+            raise ContainerError(f"container {cid} is unreachable: {exc}") from None
+        if not 200 <= response.status < 300:
+            raise ContainerError(
+                f"container {cid} answered HTTP {response.status}: {_preview(response.body)}"
+            )
+        return response.body
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
 
     async def stream(
         self, endpoint: ServiceEndpoint, body: dict[str, Any], *, timeout: float
@@ -117,7 +192,7 @@ class ServiceClient:
         async with self._session.get(
             endpoint.resources_url,
             params=params,
-            headers=endpoint.headers(),
+            headers=endpoint.headers,
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as resp:
             resp.raise_for_status()

@@ -79,15 +79,16 @@ class Pipeline:
     async def _call(
         self, container_id: str, body: dict[str, Any], ticket: Ticket | None
     ) -> ContainerResult:
-        endpoint = self._directory.endpoint(container_id)
         try:
             if ticket is None:
-                output = await self._client.call(endpoint, body)
+                output = await self._client.call(self._directory.endpoint(container_id), body)
             else:
                 gate = ticket.gate(container_id)
                 async with gate.slots:
                     gate.running += 1
                     try:
+                        # Looked up once the slot is ours: a reload may have replaced it meanwhile.
+                        endpoint = self._directory.endpoint(container_id)
                         output = await self._client.call(endpoint, body)
                     finally:
                         gate.running -= 1
@@ -132,16 +133,21 @@ class Pipeline:
             data=data,
             requires_proof=requires_proof,
         )
-        endpoint = self._directory.endpoint(last)
         gate = ticket.gate(last) if ticket is not None else None
+        acquired = False
         try:
             if gate is not None:
+                # May wait long (a reload holds the gate): a cancel here must not release a
+                # slot it never got.
                 await gate.slots.acquire()
+                acquired = True
                 gate.running += 1
+            endpoint = self._directory.endpoint(last)
             async for chunk in self._client.stream(endpoint, body, timeout=timeout):
                 yield chunk
         finally:
             if gate is not None and ticket is not None:
-                gate.running -= 1
-                gate.slots.release()
+                if acquired:
+                    gate.running -= 1
+                    gate.slots.release()
                 ticket.release_step(last)

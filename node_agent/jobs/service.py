@@ -15,7 +15,7 @@ from typing import Any, Literal
 import structlog
 
 from node_agent.containers.admission import Admission, Ticket
-from node_agent.errors import ContainerError, ShuttingDown
+from node_agent.errors import BadRequest, ContainerError, ShuttingDown
 from node_agent.ids import new_job_id
 from node_agent.jobs import guardian
 from node_agent.jobs.guardian import ContainerPolicy, IpAddress
@@ -198,6 +198,11 @@ class JobService:
         self, client: str, job_id: str, status: JobStatus, containers: Sequence[str]
     ) -> None:
         """A local process reports a job's status (Infernet's ``PUT /api/status``)."""
+        owner = self.store.owner_of(job_id)
+        if owner is not None and owner != client:
+            raise BadRequest(
+                "Could not store job status", {"problem": "the job id belongs to another client"}
+            )
         job = Job(id=job_id, client=client, containers=list(containers), status=status)
         if status is JobStatus.RUNNING:
             await self.store.create(job)

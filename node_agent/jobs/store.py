@@ -10,6 +10,7 @@ go through the same thread so they always see every write queued before them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -59,6 +60,7 @@ INSERT INTO jobs (id, client, status, containers, results, data, requires_proof,
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(id) DO UPDATE SET status = excluded.status, results = excluded.results,
                               updated_at = excluded.updated_at
+WHERE jobs.client = excluded.client
 """
 
 _COLUMNS = (
@@ -134,14 +136,23 @@ class _Writer(threading.Thread):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.durability.upper()}")
             conn.execute("PRAGMA busy_timeout=5000")
+            # Checkpoints (which fsync) run on their own thread, never inside a commit that a
+            # client's reply is waiting for.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             self.ready.set_exception(StoreError(f"cannot open job store {self.path}: {exc}"))
             return
         self.ready.set_result(None)
+        checkpointer = _Checkpointer(self.path)
+        checkpointer.start()
         try:
             self._loop(conn)
         finally:
+            checkpointer.stop.set()
+            checkpointer.join()
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             conn.close()
 
     def _loop(self, conn: sqlite3.Connection) -> None:
@@ -206,6 +217,32 @@ def _settle(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -
             future.set_exception(error)
         else:
             future.set_result(result)
+
+
+class _Checkpointer(threading.Thread):
+    """Copies the WAL back into the database every ``interval`` seconds (PASSIVE: it never
+    blocks the writer), so the WAL stays small without stalling commits."""
+
+    def __init__(self, path: Path, interval: float = 0.5) -> None:
+        super().__init__(name="job-store-checkpoint", daemon=True)
+        self.path = path
+        self.interval = interval
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            log.error("job_store_checkpointer_failed", error=str(exc))
+            return
+        try:
+            while not self.stop.wait(self.interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    log.warning("job_store_checkpoint_failed", error=str(exc))
+        finally:
+            conn.close()
 
 
 class JobStore:
@@ -297,6 +334,11 @@ class JobStore:
         await self._query(lambda conn: None)
 
     # --- reads -------------------------------------------------------------------------------
+
+    def owner_of(self, job_id: str) -> str | None:
+        """The client of a live or recent job (``None`` when not in memory)."""
+        job = self._cached(job_id)
+        return job.client if job is not None else None
 
     def _cached(self, job_id: str) -> Job | None:
         return self._live.get(job_id) or self._recent.get(job_id)

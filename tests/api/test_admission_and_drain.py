@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from node_agent.daemon import Daemon
 from tests.conftest import unmanaged_config
@@ -79,3 +80,53 @@ async def test_stop_drains_running_jobs_and_refuses_new_ones(
         assert job.status.value == "success"
     finally:
         await daemon.stop()
+
+
+async def test_intermediate_results_visible_while_chain_runs(
+    services: dict[str, tuple[ProtocolService, str]], tmp_path: Path
+) -> None:
+    daemon = Daemon(make_config(unmanaged_config(services)), tmp_path / "s")
+    await daemon.start()
+    url = f"http://127.0.0.1:{daemon.port}"
+    slow_second = {"mode": "relay", "relay": {"mode": "sleep", "seconds": 0.5}}
+    chain = {"containers": ["first", "second"], "data": slow_second}
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{url}/api/jobs", json=chain) as resp:
+                job_id = (await resp.json())["id"]
+            seen = None
+            for _ in range(100):
+                async with http.get(f"{url}/api/jobs?id={job_id}&intermediate=true") as resp:
+                    [job] = await resp.json()
+                if job["status"] == "running" and job["result"] is not None:
+                    seen = job
+                    break
+                await asyncio.sleep(0.02)
+            assert seen is not None, "the first container's result was not stored on arrival"
+            assert seen["result"]["container"] == "first"
+    finally:
+        await daemon.stop()
+
+
+async def test_remote_container_gets_bearer_token(
+    services: dict[str, tuple[ProtocolService, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SERVICE_TOKEN", "t0ken")
+    raw = unmanaged_config(services)
+    raw["containers"][0]["bearer"] = {"env": "SERVICE_TOKEN"}
+    daemon = Daemon(make_config(raw), tmp_path / "s")
+    await daemon.start()
+    url = f"http://127.0.0.1:{daemon.port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{url}/api/jobs", json={"containers": ["first"], "data": {}}
+            ) as resp:
+                job_id = (await resp.json())["id"]
+            async with http.get(f"{url}/api/jobs?id={job_id}&wait=5") as resp:
+                assert (await resp.json())[0]["status"] == "success"
+    finally:
+        await daemon.stop()
+    assert services["first"][0].authorizations == ["Bearer t0ken"]

@@ -171,16 +171,22 @@ async def test_crash_then_restart(managed: tuple[Daemon, str], ids: dict[str, st
     assert job["status"] == "success"
 
 
-async def test_container_removed_behind_the_nodes_back(
-    managed: tuple[Daemon, str], ids: dict[str, str]
-) -> None:
-    daemon, url = managed
+async def test_container_removed_behind_the_nodes_back(ids: dict[str, str], tmp_path: Path) -> None:
+    """The job fails clearly; the failed call (not the slow periodic check) triggers repair."""
+    config = managed_config(ids)
+    config["runtime"]["watch_interval"] = 120
+    async with running_agent(config, tmp_path / "s") as (daemon, url):
+        await _removed_behind_the_nodes_back(daemon, url, ids)
+
+
+async def _removed_behind_the_nodes_back(daemon: Daemon, url: str, ids: dict[str, str]) -> None:
     await asyncio.to_thread(remove_containers, [ids["echo"]])
     client = load_node_client()(url)
     job = await wait_final(
         client, await client.request_job({"containers": [ids["echo"]], "data": {}})
     )
     assert job["status"] == "failed"
+    assert "unreachable" in job["result"]["error"]
     echo = daemon.manager.containers[ids["echo"]]
     for _ in range(300):
         if echo.state is ContainerState.RUNNING and echo.restarts >= 1:
@@ -235,6 +241,42 @@ async def test_missing_image_disables_only_that_container(
         missing = daemon.manager.containers[config["containers"][-1]["id"]]
         assert missing.state is ContainerState.DISABLED
         assert "not present locally" in (missing.reason or "")
+        client = load_node_client()(url)
+        job = await wait_final(
+            client, await client.request_job({"containers": [ids["echo"]], "data": {}})
+        )
+        assert job["status"] == "success"
+
+
+async def test_containers_stopped_on_shutdown(ids: dict[str, str], tmp_path: Path) -> None:
+    async with running_agent(managed_config(ids), tmp_path / "s"):
+        pass
+
+    def states() -> list[str]:
+        client = docker_client()
+        try:
+            return [client.containers.get(name).status for name in ids.values()]
+        finally:
+            client.close()
+
+    assert set(await asyncio.to_thread(states)) == {"exited"}
+
+
+async def test_node_calls_containers_on_their_network_address(
+    managed: tuple[Daemon, str], ids: dict[str, str]
+) -> None:
+    echo = managed[0].manager.containers[ids["echo"]]
+    assert echo.address is not None
+    assert echo.endpoint.output_url.host == echo.address
+    assert echo.endpoint.output_url.port == 3000
+
+
+async def test_published_port_mode(ids: dict[str, str], tmp_path: Path) -> None:
+    config = managed_config(ids)
+    config["runtime"]["connect"] = "published"
+    async with running_agent(config, tmp_path / "s") as (daemon, url):
+        echo = daemon.manager.containers[ids["echo"]]
+        assert echo.endpoint.output_url.host == "127.0.0.1"
         client = load_node_client()(url)
         job = await wait_final(
             client, await client.request_job({"containers": [ids["echo"]], "data": {}})

@@ -10,6 +10,7 @@ stand-ins. Every HTTP call in these tests is the client's own code.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import subprocess
 import sys
 import types
@@ -44,6 +45,17 @@ def _wheel() -> Path:
     return sorted(CACHE.glob(f"infernet_client-{VERSION}-*.whl"))[0]
 
 
+def _package(name: str, path: Path) -> None:
+    """A namespace for the wheel's package without running its ``__init__`` (with a spec, so
+    ``importlib.util.find_spec`` works on it)."""
+    module = types.ModuleType(name)
+    spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+    spec.submodule_search_locations = [str(path)]
+    module.__spec__ = spec
+    module.__path__ = [str(path)]
+    sys.modules[name] = module
+
+
 def load_node_client() -> Any:
     """The ``NodeClient`` class of infernet-client 1.4.0."""
     if "infernet_client.node" in sys.modules:
@@ -52,12 +64,8 @@ def load_node_client() -> Any:
     if not (root / "infernet_client" / "node.py").exists():
         with zipfile.ZipFile(_wheel()) as wheel:
             wheel.extractall(root)
-    package = types.ModuleType("infernet_client")
-    package.__path__ = [str(root / "infernet_client")]
-    sys.modules["infernet_client"] = package
-    chain = types.ModuleType("infernet_client.chain")
-    chain.__path__ = [str(root / "infernet_client" / "chain")]
-    sys.modules["infernet_client.chain"] = chain
+    _package("infernet_client", root / "infernet_client")
+    _package("infernet_client.chain", root / "infernet_client" / "chain")
     rpc = types.ModuleType("infernet_client.chain.rpc")
     rpc.RPC = object  # type: ignore[attr-defined]
     sys.modules["infernet_client.chain.rpc"] = rpc

@@ -20,12 +20,16 @@ class ProtocolService:
     def __init__(self, name: str) -> None:
         self.name = name
         self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str | None] = []
 
     async def service_output(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        self.authorizations.append(request.headers.get("Authorization"))
         data = body.get("data")
         mode = data.get("mode", "ok") if isinstance(data, dict) else "ok"
+        if mode == "relay":  # hand the next container in a chain its own instructions
+            return web.json_response(data.get("relay", {}))
         if mode == "json500":
             return web.json_response({"detail": "boom"}, status=500)
         if mode == "non_json":

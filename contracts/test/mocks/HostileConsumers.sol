@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {SubscriptionConsumer} from "../../src/consumer/SubscriptionConsumer.sol";
 import {ICoordinator} from "../../src/interfaces/ICoordinator.sol";
+import {Delegator} from "../../src/pattern/Delegator.sol";
 
 /// @notice Base for consumers that misbehave in their callback; opens callback subscriptions.
 abstract contract HostileConsumer is SubscriptionConsumer {
@@ -82,4 +83,9 @@ contract NoopConsumer is HostileConsumer {
     function recurring(uint32 frequency, uint32 period, bool lazy) external returns (uint32) {
         return _createComputeSubscription("noop", frequency, period, 1, lazy, address(0), 0, address(0), address(0));
     }
+}
+
+/// @notice A Delegator that does nothing with deliveries: Coordinator-only cost of delegated delivery.
+contract NoopDelegatorConsumer is HostileConsumer, Delegator {
+    constructor(address registry, address signer) HostileConsumer(registry) Delegator(signer) {}
 }

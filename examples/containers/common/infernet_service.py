@@ -16,6 +16,8 @@ same file is copied into every example image, so there is exactly one copy of th
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import json
 import os
 import platform
@@ -25,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 # Infernet's JobLocation enum.
@@ -46,7 +48,9 @@ _REASONS = {
     501: "Not Implemented",
     505: "HTTP Version Not Supported",
 }
-_TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN_CHARS = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
 _HEX_CHARS = frozenset(b"0123456789abcdefABCDEF")
 _JSON = "application/json"
 
@@ -269,7 +273,7 @@ def _body_length(head: _Head, limits: Limits) -> int | None:
     return size
 
 
-# --- the connection protocol -----------------------------------------------------------------------
+# --- the connection protocol ----------------------------------------------------------------------
 
 _date_cache: tuple[int, bytes] = (0, b"")
 
@@ -311,8 +315,8 @@ class HttpProtocol(asyncio.Protocol):
     # asyncio callbacks --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, hence a cast, not a check.
+        self._transport = cast(asyncio.Transport, transport)
         self._arm_timer(self._limits.keepalive_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -521,7 +525,7 @@ def _log(event: str, **fields: Any) -> None:
     print(json.dumps(line, default=str), file=sys.stderr, flush=True)
 
 
-# --- the Infernet service routes -------------------------------------------------------------------
+# --- the Infernet service routes ------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -610,7 +614,12 @@ class InfernetService:
         return {
             "service_id": self.name,
             "compute_capability": [
-                {"id": self.name, "type": "custom", "task": [self.name], "models": list(self.models)}
+                {
+                    "id": self.name,
+                    "type": "custom",
+                    "task": [self.name],
+                    "models": list(self.models),
+                }
             ],
             "hardware_capabilities": [
                 {
@@ -668,7 +677,7 @@ def stream_delay(data: Any) -> float | None:
     return None
 
 
-# --- serving ---------------------------------------------------------------------------------------
+# --- serving --------------------------------------------------------------------------------------
 
 
 async def start(
@@ -700,12 +709,9 @@ def main(service: InfernetService) -> None:
         _log("stopped", service=service.name)
 
     try:
-        import uvloop  # type: ignore[import-not-found]  # optional: not in the stdlib images
-
-        runner: Callable[[Any], Any] = uvloop.run
+        # Optional: faster where installed, absent from the stdlib-only images.
+        runner: Callable[[Any], Any] = importlib.import_module("uvloop").run
     except ImportError:
         runner = asyncio.run
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         runner(serve())
-    except KeyboardInterrupt:
-        pass

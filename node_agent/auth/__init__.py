@@ -1,0 +1,1 @@
+"""API keys for clients and orchestrators calling the node's job routes."""

@@ -1,0 +1,1 @@
+"""GPU capacity and health (NVML), and GPU assignment to containers."""

@@ -1,0 +1,1 @@
+"""Reporting capacity to the orchestrator: register once, then heartbeat with jitter."""

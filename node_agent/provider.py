@@ -1,0 +1,199 @@
+"""Provider-side services, wired into the daemon as one unit: GPU capacity (NVML), GPU
+assignment for containers, orchestrator reporting, API keys and Prometheus metrics.
+
+The daemon builds one :class:`ProviderServices`, hands ``gpu_planner`` to the container manager
+and ``api_keys``/``metrics`` to the API context, calls :meth:`attach`, and then
+:meth:`start` in the background before containers come up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from node_agent import __version__
+from node_agent.api.context import NodeContext
+from node_agent.auth.keys import ApiKeyAuthority, default_key_file
+from node_agent.config import Config
+from node_agent.containers.manager import ContainerManager
+from node_agent.gpu.assign import GpuAllocator, GpuPlanner
+from node_agent.gpu.model import to_jsonable
+from node_agent.gpu.monitor import GpuMonitor
+from node_agent.grid.client import OrchestratorClient
+from node_agent.grid.identity import IdentityStore
+from node_agent.grid.reporter import GridReporter
+from node_agent.jobs.service import JobService
+from node_agent.metrics import AgentMetrics
+
+log = structlog.get_logger(__name__)
+
+
+def _docker_or_none() -> Any | None:
+    try:
+        import docker
+
+        return docker.from_env(timeout=10)
+    except Exception as exc:  # no engine: node facts say so, nothing else depends on it
+        log.warning("node_facts_without_docker", error=str(exc))
+        return None
+
+
+class ProviderServices:
+    def __init__(
+        self,
+        config: Config,
+        state_dir: Path,
+        *,
+        nvml_library: Any | None = None,
+        docker_client_factory: Callable[[], Any | None] = _docker_or_none,
+    ) -> None:
+        self.config = config
+        self._docker_client_factory = docker_client_factory
+        self._nvml_library = nvml_library
+        self.monitor: GpuMonitor | None = None
+        self.allocator = GpuAllocator()
+        self.gpu_planner = GpuPlanner(self.allocator, self._inventory)
+        self.api_keys = ApiKeyAuthority(
+            config.api_keys, default_key_file(config.api_keys, state_dir)
+        )
+        self.metrics = AgentMetrics()
+        self._identity_store = IdentityStore(state_dir)
+        self.reporter: GridReporter | None = None
+        self._started = False
+
+    def _inventory(self) -> Any:
+        return self.monitor.snapshot().gpus if self.monitor is not None else ()
+
+    # --- wiring ---------------------------------------------------------------------------------
+
+    def attach(self, ctx: NodeContext, jobs: JobService, manager: ContainerManager) -> None:
+        """Register /info, /resources, /health sections and the /metrics renderer."""
+        self._jobs = jobs
+        self._manager = manager
+        ctx.api_keys = self.api_keys
+        ctx.metrics = self.render_metrics
+        ctx.info_sections["gpus"] = self._gpus_section
+        ctx.info_sections["node"] = self._node_section
+        # "_node" cannot be a container id (ids start with a letter or digit).
+        ctx.resources_sections["_node"] = self._resources_section
+        ctx.health_checks["gpus"] = self._gpu_health
+        ctx.health_checks["grid"] = self._grid_health
+
+    async def start(self, spawn: Callable[..., Any]) -> None:
+        """First capacity reading, GPU grants rebuilt from labels, then reporting starts."""
+        config = self.config
+        docker_client = await asyncio.to_thread(self._docker_client_factory)
+        if config.gpus.enabled:
+            self.monitor = GpuMonitor.from_config(
+                config.gpus, docker_client=docker_client, library=self._nvml_library
+            )
+            await self.monitor.start()
+        try:
+            self.allocator.rebuild(await self._manager.labels_by_container())
+        except Exception as exc:  # Docker down: containers will fail with their own reason
+            log.warning("gpu_grants_not_rebuilt", error=str(exc))
+        spawn(self.api_keys.watch(), name="api-keys-watch")
+        grid = config.grid
+        if grid.enabled and grid.url:
+            self.reporter = GridReporter(
+                grid,
+                client=OrchestratorClient(grid.url, grid.api_key, timeout=grid.request_timeout),
+                identity_store=self._identity_store,
+                capacity=self._snapshot,
+                job_counts=self.job_counts,
+                containers=[c.id for c in config.containers],
+                agent_version=__version__,
+            )
+            self.reporter.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if self.reporter is not None:
+            await self.reporter.stop()
+        if self.monitor is not None:
+            await self.monitor.stop()
+
+    def reconfigured(self, config: Config) -> None:
+        self.config = config
+        self.allocator.retain(c.id for c in config.containers)
+
+    # --- readers ----------------------------------------------------------------------------------
+
+    def _snapshot(self) -> Any:
+        assert self.monitor is not None
+        return self.monitor.snapshot()
+
+    def job_counts(self) -> dict[str, int]:
+        jobs = self._jobs
+        return {
+            "running": jobs.store.running_count(),
+            "queued": sum(jobs.admission.queue_depth().values()),
+            "succeeded": jobs.counters[("job", "success")],
+            "failed": jobs.counters[("job", "failed")],
+        }
+
+    def _gpus_section(self) -> list[dict[str, Any]]:
+        if self.monitor is None:
+            return []
+        return [to_jsonable(g) for g in self.monitor.snapshot().gpus]
+
+    def _node_section(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"gpu_monitoring": self.config.gpus.enabled}
+        if self.monitor is not None:
+            snapshot = self.monitor.snapshot()
+            body.update(
+                health=snapshot.health,
+                reasons=list(snapshot.reasons),
+                remedy=snapshot.remedy,
+                nvml_available=snapshot.nvml_available,
+                collected_at=snapshot.collected_at,
+                facts=to_jsonable(snapshot.node),
+            )
+        if self.reporter is not None:
+            body["grid"] = self.reporter.status().to_dict()
+        return body
+
+    def _resources_section(self) -> dict[str, Any]:
+        if self.monitor is None:
+            return {}
+        snapshot = self.monitor.snapshot()
+        return {"node": to_jsonable(snapshot.node), "gpus": self._gpus_section()}
+
+    def _gpu_health(self) -> dict[str, Any]:
+        if self.monitor is None:
+            return {"status": "ok", "gpus": 0, "monitoring": False}
+        snapshot = self.monitor.snapshot()
+        status = {"healthy": "ok", "degraded": "degraded"}.get(snapshot.health, "unhealthy")
+        if not self._started:
+            status = "degraded"
+        out: dict[str, Any] = {"status": status, "gpus": len(snapshot.gpus)}
+        if snapshot.reasons:
+            out["reasons"] = list(snapshot.reasons)
+        if snapshot.remedy:
+            out["remedy"] = snapshot.remedy
+        return out
+
+    def _grid_health(self) -> dict[str, Any]:
+        if self.reporter is None:
+            return {"status": "ok", "enabled": False}
+        status = self.reporter.status()
+        verdict = {"registered": "ok", "auth_failed": "unhealthy"}.get(status.state, "degraded")
+        return {"status": verdict, **status.to_dict()}
+
+    def render_metrics(self) -> str:
+        metrics = self.metrics
+        if self.monitor is not None:
+            metrics.observe_capacity(self.monitor.snapshot())
+        jobs = self._jobs
+        metrics.observe_jobs(
+            jobs.counters, jobs.admission.queue_depth(), jobs.store.running_count()
+        )
+        metrics.observe_containers(self._manager.describe())
+        if self.reporter is not None:
+            status = self.reporter.status()
+            metrics.observe_grid(status.state, status.heartbeats_sent)
+        return metrics.render()

@@ -1,0 +1,114 @@
+"""Swapping the container set on ``systemctl reload`` without dropping in-flight jobs.
+
+A reload may add, remove and change containers while jobs run. A changed or removed container
+is only replaced once no admitted job still needs it (or ``agent.shutdown_grace`` ran out); new
+jobs for added or changed containers are admitted at once but held at the container's
+concurrency gate until the new container is in place, so none of them reaches a container that
+is about to go or one that does not exist yet. Containers that did not change keep their gates,
+so their concurrency limit holds across the reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from node_agent.config import ContainerConfig
+from node_agent.containers.admission import Admission, ContainerGate
+from node_agent.containers.ports import assign_ports
+
+
+@dataclass(frozen=True)
+class ContainerChanges:
+    added: frozenset[str]
+    changed: frozenset[str]
+    removed: frozenset[str]
+
+    @property
+    def replaced(self) -> frozenset[str]:
+        """Containers whose current instance goes away: wait for their jobs first."""
+        return self.changed | self.removed
+
+    @property
+    def held(self) -> frozenset[str]:
+        """Containers whose new instance is not up yet: new jobs wait at the gate."""
+        return self.added | self.changed
+
+
+def diff_containers(
+    old: Sequence[ContainerConfig], new: Sequence[ContainerConfig]
+) -> ContainerChanges:
+    """What a reload does to each container id (ports as the manager assigns them)."""
+    old_by_id = _with_ports(old)
+    new_by_id = _with_ports(new)
+    return ContainerChanges(
+        added=frozenset(new_by_id.keys() - old_by_id.keys()),
+        changed=frozenset(
+            cid for cid in new_by_id.keys() & old_by_id.keys() if new_by_id[cid] != old_by_id[cid]
+        ),
+        removed=frozenset(old_by_id.keys() - new_by_id.keys()),
+    )
+
+
+def _with_ports(
+    configs: Sequence[ContainerConfig],
+) -> dict[str, tuple[ContainerConfig, int]]:
+    ports = assign_ports([c.port for c in configs])
+    return {c.id: (c, port) for c, port in zip(configs, ports, strict=True)}
+
+
+def carry_over(
+    old: Admission, new: Sequence[ContainerConfig], changes: ContainerChanges
+) -> Admission:
+    """The new admission; unchanged containers keep their gate (and the jobs counted in it)."""
+    gates: dict[str, ContainerGate] = {}
+    for config in new:
+        kept = old.gates.get(config.id)
+        if (
+            kept is not None
+            and config.id not in changes.changed
+            and (kept.max_concurrency, kept.queue_size)
+            == (config.max_concurrency, config.queue_size)
+        ):
+            gates[config.id] = kept
+        else:
+            gates[config.id] = ContainerGate(config.id, config.max_concurrency, config.queue_size)
+    return Admission(gates)
+
+
+class GateHold:
+    """Closes fresh gates (no slots) so their jobs queue until :meth:`release` opens them."""
+
+    def __init__(self, admission: Admission, container_ids: frozenset[str]) -> None:
+        self._gates = [admission.gates[cid] for cid in sorted(container_ids)]
+        for gate in self._gates:
+            # Only gates made for this reload come here: no job holds one of their slots yet.
+            gate.slots = asyncio.Semaphore(0)
+        self._released = False
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        for gate in self._gates:
+            for _ in range(gate.max_concurrency):
+                gate.slots.release()
+
+
+async def wait_until_idle(
+    admission: Admission,
+    container_ids: frozenset[str],
+    timeout: float,
+    *,
+    poll: float = 0.05,
+) -> bool:
+    """Wait until no admitted job holds a place on these containers; False on timeout."""
+    gates = [admission.gates[cid] for cid in container_ids if cid in admission.gates]
+    deadline = time.monotonic() + timeout
+    while any(gate.admitted > 0 for gate in gates):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(poll)
+    return True

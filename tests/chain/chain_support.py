@@ -319,6 +319,13 @@ async def deliveries(consumer: Any) -> int:
     return int(await consumer.functions.deliveryCount().call())
 
 
+async def rpc(dep: Deployment, method: str, *params: Any) -> Any:
+    """A raw JSON-RPC call to anvil (evm_mine, evm_setAutomine, anvil_* ...)."""
+    reply = await dep.chain.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+    assert "error" not in reply, reply
+    return reply.get("result")
+
+
 async def equals(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import uuid
 
 _BUFFER_BYTES = 4096
 
@@ -22,9 +21,12 @@ class IdSource:
         if self._offset + 16 > len(self._buffer):
             self._buffer = os.urandom(_BUFFER_BYTES)
             self._offset = 0
-        raw = self._buffer[self._offset : self._offset + 16]
+        raw = bytearray(self._buffer[self._offset : self._offset + 16])
         self._offset += 16
-        return str(uuid.UUID(bytes=raw, version=4))
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _ids = IdSource()

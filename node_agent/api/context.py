@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -51,4 +52,10 @@ class NodeContext:
 
     def client_key(self, ip: IpAddress) -> str:
         """The namespace a client's jobs live in: its address (as in Infernet)."""
-        return str(ip)
+        return address_text(ip)
+
+
+@functools.lru_cache(maxsize=4096)
+def address_text(ip: IpAddress) -> str:
+    """``str(ip)`` is surprisingly slow and clients repeat: format each address once."""
+    return str(ip)

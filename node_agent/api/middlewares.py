@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from node_agent.api.context import address_text
 from node_agent.api.identity import client_address
 from node_agent.api.ratelimit import GcraLimiter
 from node_agent.api.responses import error_response
@@ -86,7 +87,7 @@ def make_core_middleware(
                 limiter = limiters.get(route)
                 if limiter is None:
                     limiter = limiters[route] = limiter_factory()
-                verdict = limiter.check(str(ip), clock())
+                verdict = limiter.check(address_text(ip), clock())
                 if not verdict.allowed:
                     raise RateLimited(
                         "Too many requests",

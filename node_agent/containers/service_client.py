@@ -34,6 +34,20 @@ def _preview(body: bytes) -> str:
 CONNECT_TIMEOUT = 3.0
 
 
+def _unreachable(cid: str, detail: str) -> ContainerError:
+    return ContainerError(f"container {cid} is unreachable: {detail}")
+
+
+def _no_answer(endpoint: ServiceEndpoint) -> ContainerError:
+    return ContainerError(
+        f"container {endpoint.container_id} did not answer within {endpoint.timeout:g} s"
+    )
+
+
+def _bad_status(cid: str, status: int, body: bytes) -> ContainerError:
+    return ContainerError(f"container {cid} answered HTTP {status}: {_preview(body)}")
+
+
 class ServiceEndpoint:
     """Where one container answers, and how to authenticate to it.
 
@@ -98,21 +112,14 @@ class ServiceClient:
                 timeout=timeout,
             ) as resp:
                 if not 200 <= resp.status < 300:
-                    raw = await resp.read()
-                    raise ContainerError(
-                        f"container {cid} answered HTTP {resp.status}: {_preview(raw)}"
-                    )
+                    raise _bad_status(cid, resp.status, await resp.read())
                 yield resp
         except aiohttp.ConnectionTimeoutError:
-            raise ContainerError(
-                f"container {cid} is unreachable: no connection within {CONNECT_TIMEOUT:g} s"
-            ) from None
+            raise _unreachable(cid, f"no connection within {CONNECT_TIMEOUT:g} s") from None
         except TimeoutError:
-            raise ContainerError(
-                f"container {cid} did not answer within {endpoint.timeout:g} s"
-            ) from None
+            raise _no_answer(endpoint) from None
         except aiohttp.ClientConnectorError as exc:
-            raise ContainerError(f"container {cid} is unreachable: {exc.os_error}") from None
+            raise _unreachable(cid, str(exc.os_error)) from None
         except aiohttp.ClientError as exc:
             raise ContainerError(
                 f"container {cid} connection failed: {type(exc).__name__}: {exc}"
@@ -151,23 +158,17 @@ class ServiceClient:
             async with asyncio.timeout(endpoint.timeout):
                 response = await self._pool(endpoint).post(head, payload)
         except Http1ConnectTimeout:
-            raise ContainerError(
-                f"container {cid} is unreachable: no connection within {CONNECT_TIMEOUT:g} s"
-            ) from None
+            raise _unreachable(cid, f"no connection within {CONNECT_TIMEOUT:g} s") from None
         except TimeoutError:
-            raise ContainerError(
-                f"container {cid} did not answer within {endpoint.timeout:g} s"
-            ) from None
+            raise _no_answer(endpoint) from None
         except (Http1Error, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             raise ContainerError(
                 f"container {cid} connection failed: {exc or type(exc).__name__}"
             ) from None
         except OSError as exc:
-            raise ContainerError(f"container {cid} is unreachable: {exc}") from None
+            raise _unreachable(cid, str(exc)) from None
         if not 200 <= response.status < 300:
-            raise ContainerError(
-                f"container {cid} answered HTTP {response.status}: {_preview(response.body)}"
-            )
+            raise _bad_status(cid, response.status, response.body)
         return response.body
 
     def close(self) -> None:

@@ -377,7 +377,8 @@ class JobStore:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._final_waiters.setdefault(job_id, []).append(waiter)
         try:
-            await asyncio.wait_for(waiter, timeout)
+            async with asyncio.timeout(timeout):  # unlike wait_for, no extra task per poll
+                await waiter
         except TimeoutError:
             pass
         finally:

@@ -224,6 +224,13 @@ class Daemon:
         try:
             self.jobs.reconfigure(policies_from_config(new.containers), admission)
             self.provider.reconfigured(new)
+            # From here new jobs follow the new config (held at the gates of containers that
+            # are being added or replaced); jobs taken in before this line ran on the old one.
+            log.info(
+                "reload_applying",
+                held=sorted(changes.held),
+                replaced=sorted(changes.replaced),
+            )
             # Jobs already admitted to a container that goes away finish on it first.
             grace = self.config.agent.shutdown_grace
             if not await wait_until_idle(old_admission, changes.replaced, grace):

@@ -121,6 +121,9 @@ def test_reload_applies_added_removed_and_changed_containers_without_losing_jobs
 
     reloading = notify_socket.wait_for("RELOADING", "1", timeout=10)
     assert int(reloading["MONOTONIC_USEC"]) > 0
+    # The new config takes over intake once it is parsed and checked (a job sent before that
+    # rightly runs on the old container): wait for that point, which the agent logs.
+    wait_until(lambda: any(e.get("event") == "reload_applying" for e in agent.log_events()), 30)
     # Sent while the old "change" still finishes its job: held until the new one is up.
     during = {"change": agent.submit(change["id"]), "add": agent.submit(add["id"])}
     done = notify_socket.wait_for("READY", "1", timeout=90)

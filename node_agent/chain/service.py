@@ -327,6 +327,13 @@ class ChainService:
             await self.journal.drop_subscription(sub_id)
             log.info("subscription_untracked", id=sub_id, reason=reason)
 
+    async def _untrack_if_last(self, sub_id: int, interval: int) -> None:
+        """Our delivery of the last interval is final: a node delivers an interval at most once,
+        so nothing is left for us (a callback never closes, so it was tracked forever before)."""
+        sub = self._subs.get(sub_id)
+        if sub is not None and interval >= sub.frequency:
+            await self._untrack(sub_id, "delivered last interval")
+
     def _start(self, key: str, interval: int, work: Awaitable[None]) -> None:
         job = (key, interval)
         # Re-checked here: a delivery may have finished while this pass awaited the RPC.
@@ -372,6 +379,8 @@ class ChainService:
                         )
                         if key.startswith("d:"):
                             await self._resolve_delegated(key, interval, state)
+                        elif state == jr.CONFIRMED:
+                            await self._untrack_if_last(int(key[2:]), interval)
             await asyncio.sleep(period)
 
     # --- delivery ------------------------------------------------------------------------

@@ -15,12 +15,16 @@ import pytest
 from aiohttp import web
 from eth_account import Account
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.contract import AsyncContract
 
+from node_agent.chain.deploy import Deployment as DevnetDeployment
+from node_agent.chain.deploy import ExampleConsumers, load_artifact
 from node_agent.chain.devnet import (
     DELEGATE_SIGNER_KEY,
     DEPLOYER_KEY,
     NODE_KEYS,
     Anvil,
+    deploy_devnet,
     start_anvil,
 )
 from node_agent.chain.service import ChainService
@@ -315,6 +319,12 @@ async def subscription_consumer(dep: Deployment, inputs: bytes = b"\x01\x02") ->
     return await dep.chain.deploy("ExampleSubscriptionConsumer", dep.registry.address, inputs)
 
 
+async def inbox_contract(dep: Deployment) -> Any:
+    """The Inbox the Coordinator writes lazy deliveries to (deployed by the Coordinator)."""
+    address = await dep.coordinator.functions.inbox().call()
+    return dep.chain.w3.eth.contract(address=address, abi=artifact("Inbox")["abi"])
+
+
 async def deliveries(consumer: Any) -> int:
     return int(await consumer.functions.deliveryCount().call())
 
@@ -332,6 +342,70 @@ async def equals(value: Awaitable[int], expected: int) -> bool:
 
 async def is_true(value: object) -> bool:
     return bool(value)
+
+
+# --- a devnet deployed by node_agent.chain.deploy, for tests of the real daemon ---------
+
+
+@dataclass
+class Devnet:
+    anvil: Anvil
+    w3: AsyncWeb3[Any]
+    deployment: DevnetDeployment
+    examples: ExampleConsumers
+
+    def contract(self, name: str, address: str) -> AsyncContract:
+        return self.w3.eth.contract(address=address, abi=load_artifact(name).abi)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def devnet(anvil: Anvil) -> AsyncIterator[Devnet]:
+    deployment, examples = await deploy_devnet(anvil.url, subscription_inputs=b"hi")
+    w3 = AsyncWeb3(AsyncHTTPProvider(anvil.url, request_kwargs={"timeout": 30}))
+    yield Devnet(anvil, w3, deployment, examples)
+    await w3.provider.disconnect()
+
+
+def agent_config(net: Devnet, service_url: str, state: Path) -> dict[str, Any]:
+    return {
+        "manage_containers": False,
+        "containers": [{"id": "echo", "url": service_url, "description": "echo"}],
+        "agent": {"state_dir": str(state)},
+        "chain": {
+            "enabled": True,
+            "rpc_url": net.anvil.url,
+            "registry_address": net.deployment.registry,
+            "trail_head_blocks": 0,
+            "wallet": {"private_key": NODE_KEYS[0]},
+            "snapshot_sync": {"sync_period": 0.2},
+        },
+    }
+
+
+def client_body(
+    net: Devnet, sub: Any, *, nonce: int, expiry: int, key: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    """The exact JSON infernet-client 1.4.0 POSTs (node.py ``request_delegated_subscription``)."""
+    typed = sub.get_delegate_subscription_typed_data(
+        nonce, expiry, net.deployment.chain_id, net.deployment.coordinator
+    )
+    signed = Account.sign_message(typed, key)
+    return {
+        "signature": {
+            "nonce": nonce,
+            "expiry": expiry,
+            "v": signed.v,
+            "r": int(signed.r),
+            "s": int(signed.s),
+        },
+        "subscription": sub.serialized,
+        "data": data,
+    }
+
+
+async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
+    async with http.get(url) as response:
+        return await response.json()
 
 
 os.environ.setdefault("PYTHONASYNCIODEBUG", "0")

@@ -1,5 +1,5 @@
 """Fixtures for the chain tests (helpers live in chain_support.py)."""
 
-from chain_support import anvil, deployment, service_container
+from chain_support import anvil, deployment, devnet, service_container
 
-__all__ = ["anvil", "deployment", "service_container"]
+__all__ = ["anvil", "deployment", "devnet", "service_container"]

@@ -10,26 +10,19 @@ subscription on-chain, and a client POSTs delegated subscriptions exactly as inf
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-from chain_support import PERIOD, eventually
+from chain_support import PERIOD, Devnet, agent_config, client_body, eventually, get_json
 from eth_abi.abi import decode
 from eth_account import Account
-from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract import AsyncContract
 
-from node_agent.chain.deploy import Deployment, ExampleConsumers, load_artifact
 from node_agent.chain.devnet import (
     DELEGATE_SIGNER_KEY,
     DEPLOYER_KEY,
     NODE_KEYS,
-    Anvil,
-    deploy_devnet,
 )
 from tests.support.agent import running_agent
 from tests.support.anvil import advance_time, transact
@@ -41,41 +34,6 @@ ZERO = "0x" + "00" * 20
 NODE = Account.from_key(NODE_KEYS[0]).address
 
 
-@dataclass
-class Devnet:
-    anvil: Anvil
-    w3: AsyncWeb3[Any]
-    deployment: Deployment
-    examples: ExampleConsumers
-
-    def contract(self, name: str, address: str) -> AsyncContract:
-        return self.w3.eth.contract(address=address, abi=load_artifact(name).abi)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def devnet(anvil: Anvil) -> AsyncIterator[Devnet]:
-    deployment, examples = await deploy_devnet(anvil.url, subscription_inputs=b"hi")
-    w3 = AsyncWeb3(AsyncHTTPProvider(anvil.url, request_kwargs={"timeout": 30}))
-    yield Devnet(anvil, w3, deployment, examples)
-    await w3.provider.disconnect()
-
-
-def agent_config(net: Devnet, service_url: str, state: Path) -> dict[str, Any]:
-    return {
-        "manage_containers": False,
-        "containers": [{"id": "echo", "url": service_url, "description": "echo"}],
-        "agent": {"state_dir": str(state)},
-        "chain": {
-            "enabled": True,
-            "rpc_url": net.anvil.url,
-            "registry_address": net.deployment.registry,
-            "trail_head_blocks": 0,
-            "wallet": {"private_key": NODE_KEYS[0]},
-            "snapshot_sync": {"sync_period": 0.2},
-        },
-    }
-
-
 class ChainIdOnly:
     """infernet-client's ``request_delegated_subscription`` asks its RPC for the chain id only."""
 
@@ -84,32 +42,6 @@ class ChainIdOnly:
 
     async def get_chain_id(self) -> int:
         return self.chain_id
-
-
-def client_body(
-    net: Devnet, sub: Any, *, nonce: int, expiry: int, key: str, data: dict[str, Any]
-) -> dict[str, Any]:
-    """The exact JSON infernet-client 1.4.0 POSTs (node.py ``request_delegated_subscription``)."""
-    typed = sub.get_delegate_subscription_typed_data(
-        nonce, expiry, net.deployment.chain_id, net.deployment.coordinator
-    )
-    signed = Account.sign_message(typed, key)
-    return {
-        "signature": {
-            "nonce": nonce,
-            "expiry": expiry,
-            "v": signed.v,
-            "r": int(signed.r),
-            "s": int(signed.s),
-        },
-        "subscription": sub.serialized,
-        "data": data,
-    }
-
-
-async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
-    async with http.get(url) as response:
-        return await response.json()
 
 
 async def test_daemon_fulfils_subscriptions_and_delegated_requests(

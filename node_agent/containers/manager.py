@@ -186,7 +186,10 @@ class ContainerManager:
     # --- queries -----------------------------------------------------------------------------
 
     def endpoint(self, container_id: str) -> ServiceEndpoint:
-        return self.containers[container_id].endpoint
+        container = self.containers.get(container_id)
+        if container is None:  # removed by a reload while the job waited for it
+            raise ContainerError(f"container {container_id} is no longer configured on this node")
+        return container.endpoint
 
     def running(self) -> list[ServiceContainer]:
         return [c for c in self.containers.values() if c.state is ContainerState.RUNNING]

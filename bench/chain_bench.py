@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,25 +54,11 @@ from node_agent.chain.service import ChainService  # noqa: E402
 from node_agent.chain.subscription import Subscription  # noqa: E402
 from node_agent.chain.tools import build_contracts  # noqa: E402
 from node_agent.config import Config, parse_config  # noqa: E402
+from node_agent.jobs.model import ContainerResult  # noqa: E402
+from node_agent.jobs.pipeline import PipelineOutcome  # noqa: E402
 
 IDLE_PERIOD = 30 * 24 * 3600  # idle subscriptions open in a month: tracked, never due here
 BATCH = 500
-
-
-@dataclass
-class Result:
-    container: str
-    output: Any | None = None
-    error: str | None = None
-
-
-@dataclass
-class Outcome:
-    results: list[Result] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.results)
 
 
 class EchoRunner:
@@ -87,8 +72,8 @@ class EchoRunner:
         source: int,
         destination: int,
         requires_proof: bool,
-    ) -> Outcome:
-        return Outcome([Result(c, output={"output": data}) for c in containers])
+    ) -> PipelineOutcome:
+        return PipelineOutcome([ContainerResult(c, output={"output": data}) for c in containers])
 
 
 def node_config(anvil: Anvil, registry: str, state: Path, sync_period: float) -> Config:

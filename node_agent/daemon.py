@@ -81,6 +81,7 @@ class Daemon:
         self.store = JobStore(self.state_dir / "jobs.sqlite", durability=config.jobs.durability)
         await self.store.open()
         self.provider = ProviderServices(config, self.state_dir, **self._provider_options)
+        await asyncio.to_thread(self.provider.api_keys.reload)  # keys known before serving
         self.manager = ContainerManager(
             config.containers,
             runtime=config.runtime,

@@ -128,6 +128,10 @@ class ContainerError(NodeAgentError):
     default_message = "Container error"
 
 
+class ContainerUnreachable(ContainerError):
+    """No connection to the container: it may have crashed or been removed (worth a check)."""
+
+
 class StoreError(NodeAgentError):
     status = 500
     default_message = "Job store error"

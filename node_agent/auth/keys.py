@@ -186,8 +186,8 @@ class ApiKeyAuthority:
         self._config_keys = {e.id: e for e in config.keys}
         self._key_file = key_file
         self._file_stamp: tuple[int, int] | None = None
+        # The key file is read by ``reload()``, in a thread (the daemon does it before serving).
         self._keys: dict[str, ApiKeyEntry] = dict(self._config_keys)
-        self.reload()
 
     def authorize(
         self, headers: Mapping[str, str], route_scope: Scope | None, now: datetime

@@ -21,7 +21,7 @@ from node_agent.containers.http1 import (
     Http1Pool,
     request_head,
 )
-from node_agent.errors import ContainerError
+from node_agent.errors import ContainerError, ContainerUnreachable
 
 _ERROR_BODY_PREVIEW = 300
 
@@ -34,8 +34,8 @@ def _preview(body: bytes) -> str:
 CONNECT_TIMEOUT = 3.0
 
 
-def _unreachable(cid: str, detail: str) -> ContainerError:
-    return ContainerError(f"container {cid} is unreachable: {detail}")
+def _unreachable(cid: str, detail: str) -> ContainerUnreachable:
+    return ContainerUnreachable(f"container {cid} is unreachable: {detail}")
 
 
 def _no_answer(endpoint: ServiceEndpoint) -> ContainerError:

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from node_agent.containers.admission import Ticket
 from node_agent.containers.service_client import ServiceClient, ServiceEndpoint
-from node_agent.errors import ContainerError
+from node_agent.errors import ContainerError, ContainerUnreachable
 from node_agent.jobs.model import ContainerResult, JobLocation
 
 
@@ -94,7 +94,7 @@ class Pipeline:
                         gate.running -= 1
                         ticket.release_step(container_id)
         except ContainerError as exc:
-            if "unreachable" in exc.error:
+            if isinstance(exc, ContainerUnreachable):
                 self._directory.suspect(container_id)
             return ContainerResult(container=container_id, error=exc.error)
         return ContainerResult(container=container_id, output=output)

@@ -205,7 +205,7 @@ class JobService:
             )
         job = Job(id=job_id, client=client, containers=list(containers), status=status)
         if status is JobStatus.RUNNING:
-            await self.store.create(job)
+            await self.store.create(job, live=False)
         else:
             job.created_at = self._clock()
             self.store.save(job)

@@ -289,12 +289,17 @@ class JobStore:
 
     # --- writes ------------------------------------------------------------------------------
 
-    async def create(self, job: Job) -> None:
-        """Persist a new job and return once it is committed (before the client's 200)."""
+    async def create(self, job: Job, *, live: bool = True) -> None:
+        """Persist a new job and return once it is committed (before the client's 200).
+
+        ``live=False`` for records this node does not run (``PUT /api/status``): they are
+        not kept in memory waiting for a final status that may never come.
+        """
         now = self._clock()
         job.created_at = job.created_at or now
         job.updated_at = now
-        self._live[job.id] = job
+        if live:
+            self._live[job.id] = job
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._writer.ops.put(_Op(write=_row(job), future=future))
         try:

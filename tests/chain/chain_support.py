@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from node_agent.chain.devnet import (
 )
 from node_agent.chain.service import ChainService
 from node_agent.chain.tools import build_contracts
+from node_agent.jobs.model import ContainerResult
+from node_agent.jobs.pipeline import PipelineOutcome
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "contracts" / "out"
@@ -126,22 +128,6 @@ async def deployment(anvil: Anvil) -> AsyncIterator[Deployment]:
 # --- a service container (real HTTP) and a runner that calls it -----------------------------
 
 
-@dataclass
-class Result:
-    container: str
-    output: Any | None = None
-    error: str | None = None
-
-
-@dataclass
-class Outcome:
-    results: list[Result] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.results) and all(r.error is None for r in self.results)
-
-
 class HttpRunner:
     """A small real JobRunner: POSTs each container's /service_output, chaining outputs."""
 
@@ -157,8 +143,8 @@ class HttpRunner:
         source: int,
         destination: int,
         requires_proof: bool,
-    ) -> Outcome:
-        outcome = Outcome()
+    ) -> PipelineOutcome:
+        outcome = PipelineOutcome()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             for index, container in enumerate(containers):
                 last = index == len(containers) - 1
@@ -176,9 +162,9 @@ class HttpRunner:
                         response.raise_for_status()
                         data = await response.json()
                 except aiohttp.ClientError as exc:
-                    outcome.results.append(Result(container, error=str(exc)))
+                    outcome.results.append(ContainerResult(container, error=str(exc)))
                     return outcome
-                outcome.results.append(Result(container, output=data))
+                outcome.results.append(ContainerResult(container, output=data))
         return outcome
 
 

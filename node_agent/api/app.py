@@ -9,7 +9,7 @@ from node_agent.api.handlers import Handlers
 from node_agent.api.identity import parse_networks
 from node_agent.api.middlewares import make_core_middleware
 from node_agent.api.ratelimit import GcraLimiter
-from node_agent.auth.middleware import make_auth_middleware
+from node_agent.auth.middleware import make_auth_check
 
 CONTEXT_KEY = web.AppKey("node_context", NodeContext)
 
@@ -26,11 +26,9 @@ def create_app(ctx: NodeContext) -> web.Application:
         trusted_proxies=parse_networks(server.trusted_proxies),
         limiter_factory=limiter_factory,
         is_draining=lambda: ctx.draining,
+        checks=[make_auth_check(ctx.api_keys)] if ctx.api_keys is not None else [],
     )
-    middlewares = [middleware]
-    if ctx.api_keys is not None:
-        middlewares.append(make_auth_middleware(ctx.api_keys))
-    app = web.Application(middlewares=middlewares, client_max_size=server.max_body_bytes)
+    app = web.Application(middlewares=[middleware], client_max_size=server.max_body_bytes)
     app[CONTEXT_KEY] = ctx
     h = Handlers(ctx)
     app.router.add_get("/health", h.health)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import structlog
@@ -30,6 +30,7 @@ from node_agent.jobs.model import JobStatus
 log = structlog.get_logger(__name__)
 
 JSON_TYPES = ("application/json", "")
+UNTIL = ["all", "any"]  # GET /api/jobs?wait=S&until=…
 
 
 async def read_json(request: web.Request, *, force: bool = False) -> Any:
@@ -225,13 +226,16 @@ class Handlers:
             pending = {"true": True, "false": False}.get(pending_arg or "")
             return json_response(await self.ctx.jobs.store.list_ids(client, pending))
         wait = _float_arg(query.get("wait"), "wait")
+        until_arg = query.get("until", "all")
+        if until_arg not in UNTIL:
+            raise BadRequest(
+                "Invalid query parameter", {"param": "until", "value": until_arg, "allowed": UNTIL}
+            )
+        until: Literal["all", "any"] = "any" if until_arg == "any" else "all"
         store = self.ctx.jobs.store
         if wait > 0:
             wait = min(wait, self.ctx.config.jobs.max_wait_seconds)
-            if len(ids) == 1:  # the common case: no gather, no extra task
-                await store.wait_final(ids[0], wait)
-            else:
-                await asyncio.gather(*(store.wait_final(i, wait) for i in ids))
+            await store.wait_final(ids, wait, until=until)
         intermediate = query.get("intermediate") == "true"
         jobs = await store.get_many(client, ids)
         return json_response([j.to_wire(intermediate=intermediate) for j in jobs])

@@ -59,8 +59,11 @@ def make_core_middleware(
     trusted_proxies: Sequence[IpNetwork],
     limiter_factory: Callable[[], GcraLimiter] | None,
     is_draining: Callable[[], bool],
+    checks: Sequence[Callable[[web.Request], None]] = (),
     clock: Callable[[], float] = time.monotonic,
 ) -> Middleware:
+    """``checks`` run after identity, drain and rate limiting, before the handler (the API-key
+    check is one); whatever they raise is answered here like any other error."""
     limiters: dict[str, GcraLimiter] = {}
 
     @web.middleware
@@ -94,6 +97,8 @@ def make_core_middleware(
                         {"limit": limiter.count, "period": limiter.period},
                         retry_after=verdict.retry_after,
                     )
+            for check in checks:
+                check(request)
             response = await handler(request)
         except NodeAgentError as exc:
             response = error_response(exc)

@@ -155,13 +155,12 @@ class ServiceClient:
             endpoint.output_url.raw_path, endpoint.host_header, len(payload), headers
         )
         try:
-            async with asyncio.timeout(endpoint.timeout):
-                response = await self._pool(endpoint).post(head, payload)
+            response = await self._pool(endpoint).post(head, payload, timeout=endpoint.timeout)
         except Http1ConnectTimeout:
             raise _unreachable(cid, f"no connection within {CONNECT_TIMEOUT:g} s") from None
         except TimeoutError:
             raise _no_answer(endpoint) from None
-        except (Http1Error, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        except Http1Error as exc:
             raise ContainerError(
                 f"container {cid} connection failed: {exc or type(exc).__name__}"
             ) from None

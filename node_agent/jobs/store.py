@@ -51,7 +51,10 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_client ON jobs (client, status, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_age ON jobs (updated_at);
-CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
+-- Only running jobs (found again after a crash): the index stays tiny and a job's final
+-- write removes its entry instead of moving it.
+DROP INDEX IF EXISTS jobs_by_status;
+CREATE INDEX IF NOT EXISTS jobs_running ON jobs (created_at) WHERE status = 'running';
 """
 
 _UPSERT = """
@@ -219,6 +222,11 @@ def _settle(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -
             future.set_result(result)
 
 
+def _resolve(waiter: asyncio.Future[bool], value: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(value)
+
+
 class _Checkpointer(threading.Thread):
     """Copies the WAL back into the database every ``interval`` seconds (PASSIVE: it never
     blocks the writer), so the WAL stays small without stalling commits."""
@@ -262,7 +270,7 @@ class JobStore:
         self._live: dict[str, Job] = {}
         self._recent: OrderedDict[str, Job] = OrderedDict()
         self._recent_cache_size = recent_cache_size
-        self._final_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._final_waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -279,6 +287,9 @@ class JobStore:
         self._closed = True
         self._writer.ops.put(_STOP)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        log.info(
+            "job_store_closed", commits=self._writer.batches, rows_written=self._writer.rows_written
+        )
 
     async def _query(self, query: Query[T]) -> T:
         if self._closed:
@@ -319,8 +330,7 @@ class JobStore:
             self._live.pop(job.id, None)
             self._remember(job)
             for waiter in self._final_waiters.pop(job.id, ()):
-                if not waiter.done():
-                    waiter.set_result(None)
+                _resolve(waiter, True)
 
     def resume(self, job: Job) -> None:
         """Take back a job from the previous process to run it again."""
@@ -375,23 +385,45 @@ class JobStore:
 
         return await self._query(query)
 
-    async def wait_final(self, job_id: str, timeout: float) -> None:
-        """Return when the live job ``job_id`` is final or ``timeout`` passes (long-poll)."""
-        if job_id not in self._live or timeout <= 0:
+    async def wait_final(
+        self, job_ids: Sequence[str], timeout: float, *, until: Literal["all", "any"] = "all"
+    ) -> None:
+        """Long-poll: return once every listed job is final (``until="all"``) or one of them
+        is (``"any"``, for a client that collects many results with one request), or when
+        ``timeout`` passes. Ids that are not running here count as final."""
+        if timeout <= 0:
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._final_waiters.setdefault(job_id, []).append(waiter)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        unique = list(dict.fromkeys(job_ids))
+        if until == "any":
+            await self._wait_any(unique, deadline)
+            return
+        for job_id in unique:
+            if not await self._wait_any([job_id], deadline):
+                return
+
+    async def _wait_any(self, job_ids: list[str], deadline: float) -> bool:
+        """True once one of ``job_ids`` is final, False at ``deadline``."""
+        live = [i for i in job_ids if i in self._live]
+        if len(live) < len(job_ids):
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        for job_id in live:
+            self._final_waiters.setdefault(job_id, []).append(waiter)
+        # A timer handle, not asyncio.timeout(): this runs for every GET of a job result.
+        timer = loop.call_at(deadline, _resolve, waiter, False)
         try:
-            async with asyncio.timeout(timeout):  # unlike wait_for, no extra task per poll
-                await waiter
-        except TimeoutError:
-            pass
+            return await waiter
         finally:
-            waiters = self._final_waiters.get(job_id)
-            if waiters and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters:
-                    del self._final_waiters[job_id]
+            timer.cancel()
+            for job_id in live:
+                waiters = self._final_waiters.get(job_id)
+                if waiters is not None and waiter in waiters:
+                    waiters.remove(waiter)
+                    if not waiters:
+                        del self._final_waiters[job_id]
 
     def running_count(self) -> int:
         return len(self._live)
@@ -403,7 +435,9 @@ class JobStore:
         return await self._query(
             lambda conn: [
                 _job(r)
-                for r in conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE status = 'running'")
+                for r in conn.execute(
+                    f"SELECT {_COLUMNS} FROM jobs WHERE status = 'running' ORDER BY created_at"
+                )
             ]
         )
 

@@ -55,6 +55,39 @@ async def test_full_queue_refuses_with_503_and_retry_after(
         await daemon.stop()
 
 
+async def test_long_poll_until_any_returns_with_the_first_final_job(
+    services: dict[str, tuple[ProtocolService, str]], tmp_path: Path
+) -> None:
+    daemon = Daemon(make_config(unmanaged_config(services)), tmp_path / "s")
+    await daemon.start()
+    url = f"http://127.0.0.1:{daemon.port}"
+    quick = {"containers": ["second"], "data": {"mode": "sleep", "seconds": 0.1}}
+    try:
+        async with aiohttp.ClientSession() as http:
+            ids = []
+            for body in (SLOW, quick):
+                async with http.post(f"{url}/api/jobs", json=body) as resp:
+                    ids.append((await resp.json())["id"])
+            query = "&".join(f"id={i}" for i in ids)
+            began = asyncio.get_running_loop().time()
+            async with http.get(f"{url}/api/jobs?{query}&wait=10&until=any") as resp:
+                jobs = await resp.json()
+            assert asyncio.get_running_loop().time() - began < 0.5
+            assert [j["status"] for j in jobs] == ["running", "success"]  # request order kept
+            async with http.get(f"{url}/api/jobs?{query}&wait=10") as resp:  # until=all
+                assert [j["status"] for j in await resp.json()] == ["success", "success"]
+            async with http.get(f"{url}/api/jobs?{query}&wait=1&until=some") as resp:
+                assert resp.status == 400
+                body = await resp.json()
+                assert body["params"] == {
+                    "param": "until",
+                    "value": "some",
+                    "allowed": ["all", "any"],
+                }
+    finally:
+        await daemon.stop()
+
+
 async def test_stop_drains_running_jobs_and_refuses_new_ones(
     services: dict[str, tuple[ProtocolService, str]], tmp_path: Path
 ) -> None:

@@ -55,7 +55,7 @@ async def test_keep_alive_reuses_one_connection() -> None:
         pool = Http1Pool("127.0.0.1", port, connect_timeout=1)
         for i in range(5):
             body = b'{"n": %d}' % i
-            response = await pool.post(head_for(body), body)
+            response = await pool.post(head_for(body), body, timeout=5)
             assert (response.status, response.body) == (200, body)
         assert len(connections) == 1
         pool.close()
@@ -73,7 +73,7 @@ async def test_chunked_and_connection_close() -> None:
     async with raw_server(handler) as (port, connections):
         pool = Http1Pool("127.0.0.1", port, connect_timeout=1)
         for _ in range(2):
-            response = await pool.post(head_for(b"{}"), b"{}")
+            response = await pool.post(head_for(b"{}"), b"{}", timeout=5)
             assert (response.status, response.body) == (500, b'{"a": 1}')
         assert len(connections) == 2  # "Connection: close" was honoured
 
@@ -87,9 +87,9 @@ async def test_server_closing_idle_connection_is_retried_once() -> None:
 
     async with raw_server(handler) as (port, connections):
         pool = Http1Pool("127.0.0.1", port, connect_timeout=1)
-        assert (await pool.post(head_for(b"{}"), b"{}")).body == b"{}"
+        assert (await pool.post(head_for(b"{}"), b"{}", timeout=5)).body == b"{}"
         await asyncio.sleep(0.05)
-        assert (await pool.post(head_for(b"{}"), b"{}")).body == b"{}"
+        assert (await pool.post(head_for(b"{}"), b"{}", timeout=5)).body == b"{}"
         assert len(connections) == 2
 
 
@@ -106,14 +106,82 @@ async def test_garbage_and_truncated_answers_are_errors() -> None:
 
     async with raw_server(garbage) as (port, _):
         with pytest.raises(Http1Error):
-            await Http1Pool("127.0.0.1", port, connect_timeout=1).post(head_for(b"{}"), b"{}")
+            await Http1Pool("127.0.0.1", port, connect_timeout=1).post(
+                head_for(b"{}"), b"{}", timeout=5
+            )
     async with raw_server(truncated) as (port, _):
-        with pytest.raises(asyncio.IncompleteReadError):
-            await Http1Pool("127.0.0.1", port, connect_timeout=1).post(head_for(b"{}"), b"{}")
+        with pytest.raises(Http1Error, match="middle of a response"):
+            await Http1Pool("127.0.0.1", port, connect_timeout=1).post(
+                head_for(b"{}"), b"{}", timeout=5
+            )
 
 
 async def test_connect_timeout_to_a_silent_address() -> None:
     # 192.0.2.0/24 is TEST-NET-1: nothing answers, so the connection attempt just hangs.
     pool = Http1Pool("192.0.2.1", 9, connect_timeout=0.2)
     with pytest.raises((Http1ConnectTimeout, OSError)):
-        await pool.post(head_for(b"{}"), b"{}")
+        await pool.post(head_for(b"{}"), b"{}", timeout=5)
+
+
+async def test_answer_dribbled_byte_by_byte_after_an_interim_100() -> None:
+    answer = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n"
+        b'{"ok": "1"}'
+    )
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            for i in range(len(answer)):
+                writer.write(answer[i : i + 1])
+                await writer.drain()
+                await asyncio.sleep(0)
+
+    async with raw_server(handler) as (port, connections):
+        pool = Http1Pool("127.0.0.1", port, connect_timeout=1)
+        for _ in range(2):
+            response = await pool.post(head_for(b"{}"), b"{}", timeout=5)
+            assert (response.status, response.body) == (200, b'{"ok": "1"}')
+        assert len(connections) == 1  # the connection was kept after a complete answer
+        pool.close()
+
+
+async def test_silent_service_times_out_and_its_connection_is_not_reused() -> None:
+    answered = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        if len(connections) == 1:
+            await asyncio.sleep(1)  # far past the caller's deadline
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate")
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            answered.set()
+        await writer.drain()
+        await asyncio.sleep(0.2)
+
+    async with raw_server(handler) as (port, connections):
+        pool = Http1Pool("127.0.0.1", port, connect_timeout=1)
+        with pytest.raises(TimeoutError):
+            await pool.post(head_for(b"{}"), b"{}", timeout=0.1)
+        # A late answer on the old connection must never be taken for the next request's.
+        assert (await pool.post(head_for(b"{}"), b"{}", timeout=5)).body == b"{}"
+        assert answered.is_set() and len(connections) == 2
+        pool.close()
+
+
+async def test_unparseable_content_length_is_an_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: lots\r\n\r\n{}")
+        await writer.drain()
+
+    async with raw_server(handler) as (port, _):
+        with pytest.raises(Http1Error, match="Content-Length"):
+            await Http1Pool("127.0.0.1", port, connect_timeout=1).post(
+                head_for(b"{}"), b"{}", timeout=5
+            )

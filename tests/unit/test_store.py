@@ -55,6 +55,32 @@ async def test_listing_uses_the_client_index(tmp_path: Path) -> None:
     await store.close()
 
 
+async def test_recovery_reads_only_the_running_index(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    store = JobStore(path)
+    await store.open()
+    await store.create(Job(id="old", client="c", containers=["a"]))
+    await store.close()
+    with sqlite3.connect(path) as conn:  # as the previous version left it
+        conn.execute("DROP INDEX jobs_running")
+        conn.execute("CREATE INDEX jobs_by_status ON jobs (status)")
+    conn.close()
+    store = JobStore(path)
+    await store.open()
+
+    def plan(conn: sqlite3.Connection) -> tuple[str, list[str]]:
+        rows = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE status = 'running' ORDER BY created_at"
+        ).fetchall()
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")]
+        return str(rows), names
+
+    text, names = await store._query(plan)
+    assert "jobs_running" in text and "jobs_by_status" not in names
+    assert [j.id for j in await store.interrupted_jobs()] == ["old"]
+    await store.close()
+
+
 async def test_retention_by_age_and_count(tmp_path: Path) -> None:
     now = [1000.0]
     store = JobStore(tmp_path / "jobs.sqlite", clock=lambda: now[0])
@@ -85,6 +111,38 @@ async def test_wait_final_returns_when_job_ends(tmp_path: Path) -> None:
         store.save(job)
 
     task = asyncio.create_task(finish())
-    await asyncio.wait_for(store.wait_final("w", 5), 2)
+    await asyncio.wait_for(store.wait_final(["w"], 5), 2)
     await task
+    await store.close()
+
+
+async def test_wait_for_any_or_all_of_several_jobs(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    await store.open()
+    jobs = [Job(id=f"w{i}", client="c", containers=["a"]) for i in range(3)]
+    for job in jobs:
+        await store.create(job)
+    loop = asyncio.get_running_loop()
+
+    def finish_later(job: Job, delay: float) -> None:
+        def finish() -> None:
+            job.status = JobStatus.SUCCESS
+            store.save(job)
+
+        loop.call_later(delay, finish)
+
+    finish_later(jobs[1], 0.05)
+    finish_later(jobs[0], 0.3)
+    began = loop.time()
+    await store.wait_final(["w0", "w1", "w2"], 5, until="any")
+    assert 0.04 < loop.time() - began < 0.25  # woke by w1, not by the timeout
+    began = loop.time()
+    await store.wait_final(["w0", "w2"], 0.5, until="all")
+    assert 0.45 < loop.time() - began < 1  # w0 ended, w2 never did: the deadline counts
+    assert jobs[0].final and not jobs[2].final
+    assert store._final_waiters == {}  # nothing left registered after the waits
+    began = loop.time()
+    await store.wait_final(["w1", "w2"], 5, until="any")  # w1 is already final
+    await store.wait_final(["unknown"], 5)  # not running here: nothing to wait for
+    assert loop.time() - began < 0.05
     await store.close()

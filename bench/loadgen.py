@@ -3,9 +3,15 @@
 Two targets:
 
 - ``agent``: every worker submits ``POST /api/jobs`` and then waits until the job is final in
-  ``GET /api/jobs?id=<id>&wait=<s>`` (a long-poll extension; when the server ignores ``wait`` it
-  polls every millisecond). Latency is submit -> result visible; throughput counts jobs that
-  reached status ``success`` per second.
+  ``GET /api/jobs``. Latency is submit -> result visible; throughput counts jobs that reached
+  status ``success`` per second. How results are read (``--results``):
+
+  - ``per-job``: each worker asks for its own job, ``GET /api/jobs?id=<id>&wait=<s>`` (a
+    long-poll extension; when the server ignores ``wait`` it polls every millisecond);
+  - ``batched``: one collector per load process asks for all outstanding jobs at once,
+    ``GET /api/jobs?id=a&id=b…&wait=<s>&until=any`` (it answers as soon as one of them is
+    final), the way a client with many jobs in flight reads results (infernet-client's
+    ``get_job_results(ids)`` takes a list for the same reason).
 - ``direct``: every worker posts ``/service_output`` to the service container itself — the
   ceiling the agent is compared against.
 
@@ -22,7 +28,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import functools
+import itertools
 import json
 import math
 import os
@@ -57,6 +66,7 @@ class LevelPlan:
     payload: Any
     wait: float
     request_timeout: float
+    results: str = "per-job"
 
 
 @dataclass
@@ -130,16 +140,95 @@ async def agent_job(session: aiohttp.ClientSession, plan: LevelPlan, tally: Leve
             await asyncio.sleep(0.001)  # the server ignored ``wait``: poll every millisecond
 
 
+MAX_IDS_PER_POLL = 128  # keeps the request line well under aiohttp's 8 KiB limit
+
+
+class ResultCollector:
+    """Reads the results of all of a load process's outstanding jobs with one long-poll."""
+
+    def __init__(self, session: aiohttp.ClientSession, plan: LevelPlan, tally: LevelTally) -> None:
+        self.session = session
+        self.plan = plan
+        self.tally = tally
+        self.waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.wake = asyncio.Event()
+
+    def expect(self, job_id: str) -> asyncio.Future[dict[str, Any]]:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.waiting[job_id] = future
+        self.wake.set()
+        return future
+
+    async def run(self) -> None:
+        while True:
+            if not self.waiting:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            ids = list(itertools.islice(self.waiting, MAX_IDS_PER_POLL))
+            query = "&".join(f"id={i}" for i in ids)
+            url = f"{self.plan.url}/api/jobs?{query}&wait={self.plan.wait}&until=any"
+            try:
+                async with self.session.get(url) as resp:
+                    results = await resp.json(content_type=None)
+                    status = resp.status
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                self._fail(ids, f"result poll: {type(exc).__name__}: {exc}")
+                continue
+            self.tally.polls += 1
+            if status != 200 or not isinstance(results, list):
+                self._fail(ids, f"result HTTP {status}: {str(results)[:200]}")
+                continue
+            for result in results:
+                if result.get("status") in FINAL_STATUSES:
+                    future = self.waiting.pop(result["id"], None)
+                    if future is not None and not future.done():
+                        future.set_result(result)
+
+    def _fail(self, ids: list[str], text: str) -> None:
+        for job_id in ids:
+            future = self.waiting.pop(job_id, None)
+            if future is not None and not future.done():
+                future.set_exception(RuntimeError(text))
+
+
+async def agent_job_batched(
+    session: aiohttp.ClientSession, plan: LevelPlan, tally: LevelTally, collector: ResultCollector
+) -> bool:
+    """Submit a job; its result arrives through the process's collector."""
+    body = {"containers": list(plan.containers), "data": plan.payload}
+    async with session.post(f"{plan.url}/api/jobs", json=body) as resp:
+        reply = await resp.json(content_type=None)
+        if resp.status != 200 or not isinstance(reply, dict) or "id" not in reply:
+            tally.error(f"submit HTTP {resp.status}: {str(reply)[:200]}")
+            return False
+    try:
+        result = await collector.expect(reply["id"])
+    except RuntimeError as exc:
+        tally.error(str(exc))
+        return False
+    if result.get("status") == "failed":
+        tally.failed_jobs += 1
+        tally.error(f"job failed: {str(result.get('result'))[:200]}")
+        return False
+    return True
+
+
 Operation = Callable[[aiohttp.ClientSession, LevelPlan, LevelTally], Coroutine[Any, Any, bool]]
 
 
 async def run_level_async(plan: LevelPlan) -> LevelTally:
     """Keep ``plan.concurrency`` operations in flight for warmup + duration seconds."""
-    operation: Operation = agent_job if plan.target == "agent" else direct_call
     tally = LevelTally()
     connector = aiohttp.TCPConnector(limit=0, force_close=False, ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=plan.request_timeout)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        collector: asyncio.Task[None] | None = None
+        operation: Operation = agent_job if plan.target == "agent" else direct_call
+        if plan.target == "agent" and plan.results == "batched":
+            results = ResultCollector(session, plan, tally)
+            collector = asyncio.create_task(results.run())
+            operation = functools.partial(agent_job_batched, collector=results)
         start = time.perf_counter()
         window_start = start + plan.warmup
         window_end = window_start + plan.duration
@@ -163,7 +252,13 @@ async def run_level_async(plan: LevelPlan) -> LevelTally:
                     tally.succeeded += 1
                     tally.latencies_ms.append((ended - began) * 1000.0)
 
-        await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
+        try:
+            await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
+        finally:
+            if collector is not None:
+                collector.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await collector
     return tally
 
 
@@ -307,6 +402,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     containers = tuple(c for c in args.containers.split(",") if c)
     levels = [int(c) for c in args.concurrency.split(",") if c]
     scenario = args.scenario or f"{args.target}-{'+'.join(containers)}"
+    if not args.scenario and args.target == "agent" and args.results == "batched":
+        scenario += "-batched"
     payload = json.loads(args.payload) if args.payload else DEFAULT_PAYLOAD
     idle = rss_kb(args.agent_pid) if args.agent_pid else None
     rows = []
@@ -323,6 +420,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 payload=payload,
                 wait=args.wait,
                 request_timeout=args.request_timeout,
+                results=args.results,
             )
             for i in range(procs)
         ]
@@ -344,6 +442,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "containers": list(containers),
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_processes": args.procs,
+        "results_read": args.results if args.target == "agent" else None,
         "host": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -372,6 +471,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scenario", default=None, help="name used in the results file")
     parser.add_argument("--agent-pid", type=int, default=None, help="sample this process's RSS")
     parser.add_argument("--wait", type=float, default=5.0, help="long-poll seconds per GET")
+    parser.add_argument(
+        "--results",
+        choices=("per-job", "batched"),
+        default="per-job",
+        help="agent mode: one GET per job, or one collector long-polling all outstanding jobs",
+    )
     parser.add_argument("--request-timeout", type=float, default=30.0)
     parser.add_argument("--procs", type=int, default=1, help="load-generating processes")
     parser.add_argument("--results-dir", default=str(RESULTS_DIR))

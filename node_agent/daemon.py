@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import signal
 from collections.abc import Callable, Coroutine
@@ -319,6 +320,7 @@ async def run_daemon(
     if not stop.is_set():
         notifier.ready(daemon.status_line())
         log.info("node_ready", status=daemon.status_line())
+        _freeze_startup_heap()
         daemon.tasks.spawn(_report_status(daemon, notifier), name="sd-status")
     await stop.wait()
     notifier.stopping(f"draining; {daemon.status_line()}")
@@ -330,6 +332,15 @@ async def run_daemon(
     notifier.status("stopped")
     notifier.close()
     return 0
+
+
+def _freeze_startup_heap() -> None:
+    """Move everything built at start-up (modules, config, clients: several hundred thousand
+    objects) out of the cyclic collector's reach. Without this, each full collection under
+    load walks all of it and stalls the event loop for tens of milliseconds, which is what
+    set the p99 of job latency; these objects live as long as the process anyway."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _first_of(*aws: Coroutine[Any, Any, Any]) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 from pathlib import Path
 
+import orjson
+
 from node_agent.jobs.model import ContainerResult, Job, JobStatus
-from node_agent.jobs.store import INTERRUPTED_ERROR, JobStore
+from node_agent.jobs.store import INTERRUPTED_ERROR, JobStore, _finished
 
 
 async def test_group_commit_and_reopen(tmp_path: Path) -> None:
@@ -146,3 +149,45 @@ async def test_wait_for_any_or_all_of_several_jobs(tmp_path: Path) -> None:
     await store.wait_final(["unknown"], 5)  # not running here: nothing to wait for
     assert loop.time() - began < 0.05
     await store.close()
+
+
+async def test_finished_jobs_are_cached_compactly_with_the_same_wire_form(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    await store.open()
+    job = Job(id="f", client="c", containers=["a", "b"], data={"x": 1})
+    await store.create(job)
+    job.results += [ContainerResult("a", output={"mid": [1, 2]}), ContainerResult("b", error="no")]
+    job.status = JobStatus.FAILED
+    expected = {flag: orjson.dumps(job.to_wire(intermediate=flag)) for flag in (True, False)}
+    store.save(job)
+    [cached] = await store.get_many("c", ["f"])
+    assert cached is not job and cached.status is JobStatus.FAILED and store.owner_of("f") == "c"
+    for flag in (True, False):
+        assert orjson.dumps(cached.to_wire(intermediate=flag)) == expected[flag]
+    # What the cache holds is invisible to the cyclic garbage collector (see _Finished).
+    gc.collect()
+    assert not gc.is_tracked(store._recent["f"])
+    await store.close()
+    reopened = JobStore(tmp_path / "jobs.sqlite")
+    await reopened.open()
+    [stored] = await reopened.get_many("c", ["f"])  # from SQLite: the same answer
+    assert orjson.dumps(stored.to_wire(intermediate=True)) == expected[True]
+    await reopened.close()
+
+
+def test_cached_results_take_little_memory() -> None:
+    """20,000 cached results (the default cache size) stay within a few MB of RSS."""
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as status:
+            line = next(x for x in status if x.startswith("VmRSS:"))
+        return int(line.split()[1]) / 1024
+
+    before = rss_mb()
+    cache = []
+    for i in range(20_000):
+        job = Job(id=str(i), client="127.0.0.1", containers=["echo"], status=JobStatus.SUCCESS)
+        job.results.append(ContainerResult("echo", output={"output": {"prompt": "hello " * 6}}))
+        cache.append(_finished(job))
+    assert rss_mb() - before < 40  # orjson's uncopied output took ~160 MB here
+    assert len(cache) == 20_000

@@ -8,10 +8,12 @@ Two targets:
 
   - ``per-job``: each worker asks for its own job, ``GET /api/jobs?id=<id>&wait=<s>`` (a
     long-poll extension; when the server ignores ``wait`` it polls every millisecond);
-  - ``batched``: one collector per load process asks for all outstanding jobs at once,
+  - ``batched``: a few collectors per load process (``--collectors``, default 2; each job goes
+    to the next one in turn) each ask for all of their outstanding jobs at once,
     ``GET /api/jobs?id=a&id=b…&wait=<s>&until=any`` (it answers as soon as one of them is
     final), the way a client with many jobs in flight reads results (infernet-client's
-    ``get_job_results(ids)`` takes a list for the same reason).
+    ``get_job_results(ids)`` takes a list for the same reason). Two rather than one so that
+    jobs finishing while one poll travels are picked up by the other.
 - ``direct``: every worker posts ``/service_output`` to the service container itself — the
   ceiling the agent is compared against.
 
@@ -39,7 +41,7 @@ import platform
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,6 +69,7 @@ class LevelPlan:
     wait: float
     request_timeout: float
     results: str = "per-job"
+    collectors: int = 2
 
 
 @dataclass
@@ -160,6 +163,13 @@ class ResultCollector:
         return future
 
     async def run(self) -> None:
+        try:
+            await self._poll_forever()
+        except Exception as exc:  # whoever waits must hear of it, not hang
+            self._fail(list(self.waiting), f"collector crashed: {type(exc).__name__}: {exc}")
+            raise
+
+    async def _poll_forever(self) -> None:
         while True:
             if not self.waiting:
                 self.wake.clear()
@@ -193,7 +203,10 @@ class ResultCollector:
 
 
 async def agent_job_batched(
-    session: aiohttp.ClientSession, plan: LevelPlan, tally: LevelTally, collector: ResultCollector
+    session: aiohttp.ClientSession,
+    plan: LevelPlan,
+    tally: LevelTally,
+    collectors: Iterator[ResultCollector],
 ) -> bool:
     """Submit a job; its result arrives through the process's collector."""
     body = {"containers": list(plan.containers), "data": plan.payload}
@@ -203,7 +216,8 @@ async def agent_job_batched(
             tally.error(f"submit HTTP {resp.status}: {str(reply)[:200]}")
             return False
     try:
-        result = await collector.expect(reply["id"])
+        async with asyncio.timeout(plan.request_timeout):
+            result = await next(collectors).expect(reply["id"])
     except RuntimeError as exc:
         tally.error(str(exc))
         return False
@@ -223,12 +237,12 @@ async def run_level_async(plan: LevelPlan) -> LevelTally:
     connector = aiohttp.TCPConnector(limit=0, force_close=False, ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=plan.request_timeout)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        collector: asyncio.Task[None] | None = None
+        collector_tasks: list[asyncio.Task[None]] = []
         operation: Operation = agent_job if plan.target == "agent" else direct_call
         if plan.target == "agent" and plan.results == "batched":
-            results = ResultCollector(session, plan, tally)
-            collector = asyncio.create_task(results.run())
-            operation = functools.partial(agent_job_batched, collector=results)
+            collectors = [ResultCollector(session, plan, tally) for _ in range(plan.collectors)]
+            collector_tasks = [asyncio.create_task(c.run()) for c in collectors]
+            operation = functools.partial(agent_job_batched, collectors=itertools.cycle(collectors))
         start = time.perf_counter()
         window_start = start + plan.warmup
         window_end = window_start + plan.duration
@@ -255,10 +269,11 @@ async def run_level_async(plan: LevelPlan) -> LevelTally:
         try:
             await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
         finally:
-            if collector is not None:
-                collector.cancel()
+            for task in collector_tasks:
+                task.cancel()
+            for task in collector_tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await collector
+                    await task
     return tally
 
 
@@ -421,6 +436,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 wait=args.wait,
                 request_timeout=args.request_timeout,
                 results=args.results,
+                collectors=args.collectors,
             )
             for i in range(procs)
         ]
@@ -443,6 +459,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_processes": args.procs,
         "results_read": args.results if args.target == "agent" else None,
+        "collectors": args.collectors if args.results == "batched" else None,
         "host": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -475,7 +492,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--results",
         choices=("per-job", "batched"),
         default="per-job",
-        help="agent mode: one GET per job, or one collector long-polling all outstanding jobs",
+        help="agent mode: one GET per job, or collectors long-polling all outstanding jobs",
+    )
+    parser.add_argument(
+        "--collectors", type=int, default=2, help="batched mode: long-polls per load process"
     )
     parser.add_argument("--request-timeout", type=float, default=30.0)
     parser.add_argument("--procs", type=int, default=1, help="load-generating processes")

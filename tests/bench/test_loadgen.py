@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -90,3 +91,36 @@ def test_agent_mode_counts_refused_submissions_as_errors(echo_url: str, tmp_path
     row = json.loads((tmp_path / "latest.json").read_text())["agent-echo"]["results"][0]
     assert row["completed"] == 0 and row["errors"] > 0
     assert "404" in row["error_samples"][0]
+
+
+@pytest.mark.parametrize("results", ["per-job", "batched"])
+async def test_agent_mode_reads_every_result(echo_url: str, results: str, tmp_path: Path) -> None:
+    """Against a real agent: every submitted job is seen final, with one GET per job or with
+    the collectors' shared long-polls (fewer GETs than jobs)."""
+    from node_agent.daemon import Daemon
+    from tests.support.agent import make_config
+
+    config = make_config(
+        {"manage_containers": False, "containers": [{"id": "echo", "url": echo_url}]}
+    )
+    daemon = Daemon(config, tmp_path / "state")
+    await daemon.start()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "bench" / "loadgen.py"), "--target", "agent",
+            "--url", f"http://127.0.0.1:{daemon.port}", "--concurrency", "1,8",
+            "--duration", "0.6", "--warmup", "0.1", "--results", results,
+            "--results-dir", str(tmp_path), "--scenario", "t",
+        )  # fmt: skip
+        assert await process.wait() == 0
+    finally:
+        await daemon.stop()
+    report = json.loads((tmp_path / "latest.json").read_text())["t"]
+    assert report["results_read"] == results
+    for row in report["results"]:
+        assert row["completed"] > 0 and row["errors"] == 0, row
+    at_8 = report["results"][1]
+    if results == "batched":
+        assert at_8["polls_per_job"] < 1  # several results per GET
+    else:
+        assert at_8["polls_per_job"] >= 1

@@ -50,21 +50,29 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_client ON jobs (client, status, created_at);
-CREATE INDEX IF NOT EXISTS jobs_by_age ON jobs (updated_at);
+-- Age by creation: a job's final write then leaves this index alone.
+DROP INDEX IF EXISTS jobs_by_age;
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at);
 -- Only running jobs (found again after a crash): the index stays tiny and a job's final
 -- write removes its entry instead of moving it.
 DROP INDEX IF EXISTS jobs_by_status;
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (created_at) WHERE status = 'running';
 """
 
-_UPSERT = """
+_UPSERT_HEAD = """
 INSERT INTO jobs (id, client, status, containers, results, data, requires_proof, stream,
                   created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES """
+_UPSERT_TAIL = """
 ON CONFLICT(id) DO UPDATE SET status = excluded.status, results = excluded.results,
                               updated_at = excluded.updated_at
 WHERE jobs.client = excluded.client
 """
+_ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# Rows per statement: one statement writes many rows in one step, where executemany pays a
+# step (and a release and re-take of the GIL, contended by the event loop) per row.
+_CHUNK_SIZES = (64, 16, 4, 1)
+_UPSERTS = {n: _UPSERT_HEAD + ", ".join([_ROW_MARKS] * n) + _UPSERT_TAIL for n in _CHUNK_SIZES}
 
 _COLUMNS = (
     "id, client, status, containers, results, data, requires_proof, stream, created_at, updated_at"
@@ -116,7 +124,7 @@ class JobRecord(Protocol):
     def to_wire(self, *, intermediate: bool) -> dict[str, Any]: ...
 
 
-# A finished job as the recent-results cache keeps it: (client, status, updated_at, last result
+# A finished job as the recent-results cache keeps it: (client, status, created_at, last result
 # as JSON, intermediate results as JSON). Why a plain tuple of str/float/bytes: the garbage
 # collector stops tracking such tuples, so tens of thousands of cached results add nothing to
 # its full collections (with Job objects here, each one stalled the loop for ~100 ms under
@@ -127,7 +135,7 @@ _Finished = tuple[str, str, float, bytes, bytes]
 def _finished(job: Job) -> _Finished:
     last = job.results[-1].to_wire() if job.results else None
     earlier = [r.to_wire() for r in job.results[:-1]]
-    return (job.client, job.status.value, job.updated_at, _compact(last), _compact(earlier))
+    return (job.client, job.status.value, job.created_at, _compact(last), _compact(earlier))
 
 
 def _compact(value: Any) -> bytes:
@@ -269,10 +277,18 @@ class _Writer(threading.Thread):
             self.loop.call_soon_threadsafe(_settle, done)
 
     def _flush(self, conn: sqlite3.Connection, rows: dict[str, tuple[Any, ...]]) -> None:
-        if rows:
-            conn.executemany(_UPSERT, rows.values())
-            self.rows_written += len(rows)
-            rows.clear()
+        """Write the pending rows (each id once: the dict keeps a job's latest state)."""
+        if not rows:
+            return
+        pending = list(rows.values())
+        rows.clear()
+        start = 0
+        for size in _CHUNK_SIZES:
+            while len(pending) - start >= size:
+                chunk = pending[start : start + size]
+                conn.execute(_UPSERTS[size], [value for row in chunk for value in row])
+                start += size
+        self.rows_written += len(pending)
 
 
 def _settle(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -528,12 +544,12 @@ class JobStore:
 
         def query(conn: sqlite3.Connection) -> int:
             removed = conn.execute(
-                "DELETE FROM jobs WHERE status != 'running' AND updated_at < ?", (cutoff,)
+                "DELETE FROM jobs WHERE status != 'running' AND created_at < ?", (cutoff,)
             ).rowcount
             removed += conn.execute(
                 "DELETE FROM jobs WHERE status != 'running' AND id IN ("
                 " SELECT id FROM jobs WHERE status != 'running'"
-                " ORDER BY updated_at DESC LIMIT -1 OFFSET ?)",
+                " ORDER BY created_at DESC LIMIT -1 OFFSET ?)",
                 (max_count,),
             ).rowcount
             return int(removed)

@@ -191,3 +191,26 @@ def test_cached_results_take_little_memory() -> None:
         cache.append(_finished(job))
     assert rss_mb() - before < 40  # orjson's uncopied output took ~160 MB here
     assert len(cache) == 20_000
+
+
+async def test_batches_of_any_size_are_written_whole(tmp_path: Path) -> None:
+    """Rows go out in multi-row statements of 64/16/4/1: every batch size adds up."""
+    store = JobStore(tmp_path / "jobs.sqlite")
+    await store.open()
+    total = 0
+    for size in (1, 3, 5, 21, 87, 300):
+        jobs = [Job(id=f"b{total + i}", client="c", containers=["a"]) for i in range(size)]
+        await asyncio.gather(*(store.create(j) for j in jobs))
+        for job in jobs:  # each job's final state lands in the same kind of batches
+            job.status = JobStatus.SUCCESS
+            store.save(job)
+        total += size
+        await store.flush()
+        count = await store._query(
+            lambda conn: conn.execute(
+                "SELECT status, COUNT(*) FROM jobs GROUP BY status"
+            ).fetchall()
+        )
+        assert count == [("success", total)]
+    assert store._writer.rows_written == 2 * total
+    await store.close()

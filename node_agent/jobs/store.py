@@ -70,7 +70,8 @@ WHERE jobs.client = excluded.client
 """
 _ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # Rows per statement: one statement writes many rows in one step, where executemany pays a
-# step (and a release and re-take of the GIL, contended by the event loop) per row.
+# step (and a release and re-take of the GIL, contended by the event loop) per row. Measured
+# alone the writer saves ~3 % CPU; the fewer GIL hand-offs are the point.
 _CHUNK_SIZES = (64, 16, 4, 1)
 _UPSERTS = {n: _UPSERT_HEAD + ", ".join([_ROW_MARKS] * n) + _UPSERT_TAIL for n in _CHUNK_SIZES}
 

@@ -114,15 +114,33 @@ async def direct_call(session: aiohttp.ClientSession, plan: LevelPlan, tally: Le
     return True
 
 
-async def agent_job(session: aiohttp.ClientSession, plan: LevelPlan, tally: LevelTally) -> bool:
-    """Submit a job and wait until its result is visible; True when it ended in success."""
+async def submit_job(
+    session: aiohttp.ClientSession, plan: LevelPlan, tally: LevelTally
+) -> str | None:
+    """``POST /api/jobs``; the new job's id, or ``None`` (counted as an error) when refused."""
     body = {"containers": list(plan.containers), "data": plan.payload}
     async with session.post(f"{plan.url}/api/jobs", json=body) as resp:
         reply = await resp.json(content_type=None)
         if resp.status != 200 or not isinstance(reply, dict) or "id" not in reply:
             tally.error(f"submit HTTP {resp.status}: {str(reply)[:200]}")
-            return False
-    job_id = reply["id"]
+            return None
+    return str(reply["id"])
+
+
+def succeeded(result: dict[str, Any], tally: LevelTally) -> bool:
+    """A final job result: True for success; a failed job is counted with its error."""
+    if result.get("status") == "failed":
+        tally.failed_jobs += 1
+        tally.error(f"job failed: {str(result.get('result'))[:200]}")
+        return False
+    return True
+
+
+async def agent_job(session: aiohttp.ClientSession, plan: LevelPlan, tally: LevelTally) -> bool:
+    """Submit a job and wait until its result is visible; True when it ended in success."""
+    job_id = await submit_job(session, plan, tally)
+    if job_id is None:
+        return False
     params = {"id": job_id, "wait": str(plan.wait)}
     while True:
         asked = time.perf_counter()
@@ -134,11 +152,7 @@ async def agent_job(session: aiohttp.ClientSession, plan: LevelPlan, tally: Leve
             return False
         status = results[0].get("status") if results else None
         if status in FINAL_STATUSES:
-            if status == "failed":
-                tally.failed_jobs += 1
-                tally.error(f"job failed: {str(results[0].get('result'))[:200]}")
-                return False
-            return True
+            return succeeded(results[0], tally)
         if time.perf_counter() - asked < plan.wait / 2:
             await asyncio.sleep(0.001)  # the server ignored ``wait``: poll every millisecond
 
@@ -209,23 +223,16 @@ async def agent_job_batched(
     collectors: Iterator[ResultCollector],
 ) -> bool:
     """Submit a job; its result arrives through the process's collector."""
-    body = {"containers": list(plan.containers), "data": plan.payload}
-    async with session.post(f"{plan.url}/api/jobs", json=body) as resp:
-        reply = await resp.json(content_type=None)
-        if resp.status != 200 or not isinstance(reply, dict) or "id" not in reply:
-            tally.error(f"submit HTTP {resp.status}: {str(reply)[:200]}")
-            return False
+    job_id = await submit_job(session, plan, tally)
+    if job_id is None:
+        return False
     try:
         async with asyncio.timeout(plan.request_timeout):
-            result = await next(collectors).expect(reply["id"])
+            result = await next(collectors).expect(job_id)
     except RuntimeError as exc:
         tally.error(str(exc))
         return False
-    if result.get("status") == "failed":
-        tally.failed_jobs += 1
-        tally.error(f"job failed: {str(result.get('result'))[:200]}")
-        return False
-    return True
+    return succeeded(result, tally)
 
 
 Operation = Callable[[aiohttp.ClientSession, LevelPlan, LevelTally], Coroutine[Any, Any, bool]]

@@ -226,14 +226,14 @@ def run_scenarios(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                 extra += ["--results", results]
                 reports[scenario] = loadgen.measure(loadgen.parse_args(loadgen_args(args, *extra)))
         published = f"http://127.0.0.1:{echo_port}"
-        bridge = f"http://{_echo_bridge_address(echo_port)}:3000"
+        bridge = f"http://{echo_bridge_address(echo_port)}:3000"
         for scenario, direct in (("direct-echo", published), ("direct-echo-bridge", bridge)):
             extra = ["--target", "direct", "--url", direct, "--scenario", scenario]
             reports[scenario] = loadgen.measure(loadgen.parse_args(loadgen_args(args, *extra)))
     return reports
 
 
-def _echo_bridge_address(published_port: int) -> str:
+def echo_bridge_address(published_port: int) -> str:
     """The Docker network address of the agent's echo container: the one of the agent's
     containers whose service port is published on ``published_port``."""
     ids = _docker_out("ps", "-q", "--filter", "label=io.node-agent.container-id=echo").split()

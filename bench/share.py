@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         run.running_agent(args, Path(tmp)) as (url, _pid, echo_port),
     ):
         published = f"http://127.0.0.1:{echo_port}"
-        bridge = f"http://{run._echo_bridge_address(echo_port)}:3000"
+        bridge = f"http://{run.echo_bridge_address(echo_port)}:3000"
         for number in range(args.rounds):
             ceiling = max(one_level("direct", u, args) for u in (published, bridge))
             row: dict[str, Any] = {"round": number, "direct": ceiling}

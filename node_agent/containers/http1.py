@@ -89,8 +89,12 @@ def parse_head(buffer: bytes | bytearray) -> _Head | None:
 
 
 def parse_chunked(buffer: bytes | bytearray, start: int) -> tuple[bytes, int] | None:
-    """A chunked body starting at ``start``: (body, end offset), or ``None`` until complete."""
-    pieces: list[bytes] = []
+    """A chunked body starting at ``start``: (body, end offset), or ``None`` until complete.
+
+    Called again on every arrival: it only walks the chunk-size lines until the body is whole,
+    and copies the data once, so a large body that arrives in many pieces costs linear time.
+    """
+    spans: list[tuple[int, int]] = []
     pos = start
     while True:
         eol = buffer.find(b"\r\n", pos)
@@ -109,10 +113,12 @@ def parse_chunked(buffer: bytes | bytearray, start: int) -> tuple[bytes, int] | 
                 blank = eol == pos
                 pos = eol + 2
                 if blank:
-                    return b"".join(pieces), pos
+                    with memoryview(buffer) as view:
+                        body = b"".join([view[a:b] for a, b in spans])
+                    return body, pos
         if len(buffer) < pos + size + 2:
             return None
-        pieces.append(bytes(buffer[pos : pos + size]))
+        spans.append((pos, pos + size))
         pos += size + 2
 
 

@@ -38,6 +38,17 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
     return await reader.readexactly(length)
 
 
+def answer_once(raw: bytes) -> Handler:
+    """A server that reads one request, sends ``raw`` and closes (without saying so)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(raw)
+        await writer.drain()
+
+    return handler
+
+
 def head_for(body: bytes) -> bytes:
     return request_head("/service_output", "x", len(body), {"Content-Type": "application/json"})
 
@@ -62,14 +73,10 @@ async def test_keep_alive_reuses_one_connection() -> None:
 
 
 async def test_chunked_and_connection_close() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(
-            b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-            b'4\r\n{"a"\r\n3;ext=1\r\n: 1\r\n1\r\n}\r\n0\r\n\r\n'
-        )
-        await writer.drain()
-
+    handler = answer_once(
+        b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b'4\r\n{"a"\r\n3;ext=1\r\n: 1\r\n1\r\n}\r\n0\r\n\r\n'
+    )
     async with raw_server(handler) as (port, connections):
         pool = Http1Pool("127.0.0.1", port, connect_timeout=1)
         for _ in range(2):
@@ -79,12 +86,8 @@ async def test_chunked_and_connection_close() -> None:
 
 
 async def test_server_closing_idle_connection_is_retried_once() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-        await writer.drain()
-        # ...then close without saying so (idle keep-alive timeout on the server side)
-
+    # The server then closes without saying so (idle keep-alive timeout on its side).
+    handler = answer_once(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
     async with raw_server(handler) as (port, connections):
         pool = Http1Pool("127.0.0.1", port, connect_timeout=1)
         assert (await pool.post(head_for(b"{}"), b"{}", timeout=5)).body == b"{}"
@@ -94,16 +97,8 @@ async def test_server_closing_idle_connection_is_retried_once() -> None:
 
 
 async def test_garbage_and_truncated_answers_are_errors() -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"SSH-2.0-nope\r\n\r\n")
-        await writer.drain()
-
-    async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial')
-        await writer.drain()
-
+    garbage = answer_once(b"SSH-2.0-nope\r\n\r\n")
+    truncated = answer_once(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial')
     async with raw_server(garbage) as (port, _):
         with pytest.raises(Http1Error):
             await Http1Pool("127.0.0.1", port, connect_timeout=1).post(
@@ -175,13 +170,33 @@ async def test_silent_service_times_out_and_its_connection_is_not_reused() -> No
 
 
 async def test_unparseable_content_length_is_an_error() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: lots\r\n\r\n{}")
-        await writer.drain()
-
+    handler = answer_once(b"HTTP/1.1 200 OK\r\nContent-Length: lots\r\n\r\n{}")
     async with raw_server(handler) as (port, _):
         with pytest.raises(Http1Error, match="Content-Length"):
             await Http1Pool("127.0.0.1", port, connect_timeout=1).post(
                 head_for(b"{}"), b"{}", timeout=5
             )
+
+
+async def test_large_chunked_answer_in_many_pieces() -> None:
+    pieces = [bytes([65 + i % 26]) * 2048 for i in range(1000)]  # 2 MB in 1,000 chunks
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for piece in pieces:
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+
+    async with raw_server(handler) as (port, connections):
+        pool = Http1Pool("127.0.0.1", port, connect_timeout=1)
+        for _ in range(2):
+            response = await pool.post(head_for(b"{}"), b"{}", timeout=10)
+            assert response.body == b"".join(pieces)
+        assert len(connections) == 1  # the buffer was reset and the connection kept
+        pool.close()

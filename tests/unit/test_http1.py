@@ -38,6 +38,15 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
     return await reader.readexactly(length)
 
 
+async def each_request(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """The bodies of the requests on one keep-alive connection, until the client closes it."""
+    while True:
+        try:
+            yield await read_request(reader)
+        except asyncio.IncompleteReadError:
+            return
+
+
 def answer_once(raw: bytes) -> Handler:
     """A server that reads one request, sends ``raw`` and closes (without saying so)."""
 
@@ -55,11 +64,7 @@ def head_for(body: bytes) -> bytes:
 
 async def test_keep_alive_reuses_one_connection() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                body = await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
+        async for body in each_request(reader):
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
     async with raw_server(handler) as (port, connections):
@@ -126,11 +131,7 @@ async def test_answer_dribbled_byte_by_byte_after_an_interim_100() -> None:
     )
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
+        async for _ in each_request(reader):
             for i in range(len(answer)):
                 writer.write(answer[i : i + 1])
                 await writer.drain()
@@ -182,11 +183,7 @@ async def test_large_chunked_answer_in_many_pieces() -> None:
     pieces = [bytes([65 + i % 26]) * 2048 for i in range(1000)]  # 2 MB in 1,000 chunks
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
+        async for _ in each_request(reader):
             writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
             for piece in pieces:
                 writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))

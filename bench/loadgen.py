@@ -10,10 +10,11 @@ Two targets:
     long-poll extension; when the server ignores ``wait`` it polls every millisecond);
   - ``batched``: a few collectors per load process (``--collectors``, default 2; each job goes
     to the next one in turn) each ask for all of their outstanding jobs at once,
-    ``GET /api/jobs?id=a&id=b…&wait=<s>&until=any`` (it answers as soon as one of them is
-    final), the way a client with many jobs in flight reads results (infernet-client's
-    ``get_job_results(ids)`` takes a list for the same reason). Two rather than one so that
-    jobs finishing while one poll travels are picked up by the other.
+    ``GET /api/jobs?id=a&id=b…&wait=<s>&until=any&pending=false`` (it answers as soon as one
+    of them is final, with the final ones only), the way a client with many jobs in flight
+    reads results (infernet-client's ``get_job_results(ids)`` takes a list for the same
+    reason). Two rather than one so that jobs finishing while one poll travels are picked up
+    by the other.
 - ``direct``: every worker posts ``/service_output`` to the service container itself — the
   ceiling the agent is compared against.
 
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yarl
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FINAL_STATUSES = ("success", "failed")
@@ -191,7 +193,12 @@ class ResultCollector:
                 continue
             ids = list(itertools.islice(self.waiting, MAX_IDS_PER_POLL))
             query = "&".join(f"id={i}" for i in ids)
-            url = f"{self.plan.url}/api/jobs?{query}&wait={self.plan.wait}&until=any"
+            # pending=false: only the jobs that are final come back, not all listed ones.
+            # The ids are already URL-safe, so the URL is not parsed and requoted per poll.
+            url = yarl.URL(
+                f"{self.plan.url}/api/jobs?{query}&wait={self.plan.wait}&until=any&pending=false",
+                encoded=True,
+            )
             try:
                 async with self.session.get(url) as resp:
                     results = await resp.json(content_type=None)

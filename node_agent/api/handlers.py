@@ -31,6 +31,7 @@ log = structlog.get_logger(__name__)
 
 JSON_TYPES = ("application/json", "")
 UNTIL = ["all", "any"]  # GET /api/jobs?wait=S&until=…
+PENDING = {"true": True, "false": False}  # anything else: no filter (as the reference)
 
 
 async def read_json(request: web.Request, *, force: bool = False) -> Any:
@@ -221,9 +222,8 @@ class Handlers:
         client = self.ctx.client_key(ip)
         query = request.query
         ids = query.getall("id", [])
+        pending = PENDING.get(query.get("pending", ""))
         if not ids:
-            pending_arg = query.get("pending")
-            pending = {"true": True, "false": False}.get(pending_arg or "")
             return json_response(await self.ctx.jobs.store.list_ids(client, pending))
         wait = _float_arg(query.get("wait"), "wait")
         until_arg = query.get("until", "all")
@@ -238,6 +238,10 @@ class Handlers:
             await store.wait_final(ids, wait, until=until)
         intermediate = query.get("intermediate") == "true"
         jobs = await store.get_many(client, ids)
+        if pending is not None:
+            # A client polling many jobs asks for the finished ones only (pending=false):
+            # it does not need the running ones sent back on every poll.
+            jobs = [j for j in jobs if (j.status is JobStatus.RUNNING) is pending]
         return json_response([j.to_wire(intermediate=intermediate) for j in jobs])
 
     async def put_status(self, request: web.Request) -> web.Response:

@@ -70,22 +70,35 @@ class JobService:
         data: Any,
         requires_proof: bool,
     ) -> str:
-        job, ticket = await self._accept(client, ip, containers, data, requires_proof, False)
-        self.tasks.spawn(self._run(job, ticket), name=f"job-{job.id}")
+        """Accept a job and start it; returns its id once the job is committed.
+
+        The job starts while its record is being committed: the reply still waits for the
+        commit, the container call does not, and a job that ends within the commit window is
+        written once instead of twice. Should the commit fail, the client gets the error and
+        the job is cancelled."""
+        ticket = self.check(containers, requires_proof, ip)
+        job = self._new_job(client, containers, data, requires_proof, stream=False)
+        committed = self.store.begin_create(job)
+        task = self.tasks.spawn(self._run(job, ticket), name=f"job-{job.id}")
+        try:
+            await committed
+        except BaseException:
+            task.cancel()
+            ticket.release_all()  # a task cancelled before its first step never releases it
+            self.store.forget(job.id)
+            raise
         return job.id
 
-    async def _accept(
+    def _new_job(
         self,
         client: str,
-        ip: IpAddress,
         containers: Sequence[str],
         data: Any,
         requires_proof: bool,
+        *,
         stream: bool,
-    ) -> tuple[Job, Ticket]:
-        """Check, reserve, and commit the job as ``running``; nothing is kept on failure."""
-        ticket = self.check(containers, requires_proof, ip)
-        job = Job(
+    ) -> Job:
+        return Job(
             id=new_job_id(),
             client=client,
             containers=list(containers),
@@ -94,6 +107,13 @@ class JobService:
             stream=stream,
             created_at=self._clock(),
         )
+
+    async def _accept_stream(
+        self, client: str, ip: IpAddress, containers: Sequence[str], data: Any, requires_proof: bool
+    ) -> tuple[Job, Ticket]:
+        """Check, reserve, and commit the job as ``running``; nothing is kept on failure."""
+        ticket = self.check(containers, requires_proof, ip)
+        job = self._new_job(client, containers, data, requires_proof, stream=True)
         try:
             await self.store.create(job)
         except BaseException:
@@ -153,7 +173,7 @@ class JobService:
         requires_proof: bool,
     ) -> tuple[Job, AsyncIterator[bytes]]:
         """Accept a stream job; the caller writes ``<id>\\n`` and then relays the iterator."""
-        job, ticket = await self._accept(client, ip, containers, data, requires_proof, True)
+        job, ticket = await self._accept_stream(client, ip, containers, data, requires_proof)
         return job, self._stream(job, ticket)
 
     async def _stream(self, job: Job, ticket: Ticket) -> AsyncIterator[bytes]:

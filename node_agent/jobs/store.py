@@ -199,7 +199,7 @@ class _Writer(threading.Thread):
         super().__init__(name="job-store", daemon=True)
         self.path = path
         self.durability = durability
-        self.ops: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        self.ops: queue.SimpleQueue[list[_Op]] = queue.SimpleQueue()
         self.ready: Future[None] = Future()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
@@ -232,10 +232,10 @@ class _Writer(threading.Thread):
 
     def _loop(self, conn: sqlite3.Connection) -> None:
         while True:
-            batch = [self.ops.get()]
+            batch = self.ops.get()
             while len(batch) < 2048:
                 try:
-                    batch.append(self.ops.get_nowait())
+                    batch += self.ops.get_nowait()
                 except queue.Empty:
                     break
             stop = any(op is _STOP for op in batch)
@@ -351,6 +351,7 @@ class JobStore:
         self._recent: OrderedDict[str, _Finished] = OrderedDict()
         self._recent_cache_size = recent_cache_size
         self._final_waiters: dict[str, list[asyncio.Future[bool]]] = {}
+        self._outbox: list[_Op] = []
         self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -365,17 +366,34 @@ class JobStore:
         if self._closed:
             return
         self._closed = True
-        self._writer.ops.put(_STOP)
+        self._handoff()
+        self._writer.ops.put([_STOP])
         await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
         log.info(
             "job_store_closed", commits=self._writer.batches, rows_written=self._writer.rows_written
         )
 
+    def _submit(self, op: _Op) -> None:
+        """Queue ``op`` for the writer. Ops of one loop iteration travel together: one queue
+        hand-off (and at most one wake-up of the writer thread) instead of one per op."""
+        if not self._outbox:
+            loop = self._writer.loop
+            if loop is None:
+                self._writer.ops.put([op])
+                return
+            loop.call_soon(self._handoff)
+        self._outbox.append(op)
+
+    def _handoff(self) -> None:
+        if self._outbox:
+            ops, self._outbox = self._outbox, []
+            self._writer.ops.put(ops)
+
     async def _query(self, query: Query[T]) -> T:
         if self._closed:
             raise StoreError("job store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._writer.ops.put(_Op(query=query, future=future))
+        self._submit(_Op(query=query, future=future))
         return await future
 
     # --- writes ------------------------------------------------------------------------------
@@ -386,18 +404,27 @@ class JobStore:
         ``live=False`` for records this node does not run (``PUT /api/status``): they are
         not kept in memory waiting for a final status that may never come.
         """
+        try:
+            await self.begin_create(job, live=live)
+        except BaseException:
+            self.forget(job.id)
+            raise
+
+    def begin_create(self, job: Job, *, live: bool = True) -> asyncio.Future[None]:
+        """Queue a new job's first row; the future resolves once it is committed. Its later
+        states (``save``) are queued behind it, so they may go in the same commit."""
         now = self._clock()
         job.created_at = job.created_at or now
         job.updated_at = now
         if live:
             self._live[job.id] = job
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._writer.ops.put(_Op(write=_row(job), future=future))
-        try:
-            await future
-        except BaseException:
-            self._live.pop(job.id, None)
-            raise
+        self._submit(_Op(write=_row(job), future=future))
+        return future
+
+    def forget(self, job_id: str) -> None:
+        """Drop a job whose creation failed from the live view (a finished one stays)."""
+        self._live.pop(job_id, None)
 
     def save(self, job: Job) -> None:
         """Record a job's new state (a container result, its final status) without waiting.
@@ -405,7 +432,7 @@ class JobStore:
         Ordering with ``create`` and later reads is kept by the single writer queue.
         """
         job.updated_at = self._clock()
-        self._writer.ops.put(_Op(write=_row(job)))
+        self._submit(_Op(write=_row(job)))
         if job.final:
             self._live.pop(job.id, None)
             self._remember(job)

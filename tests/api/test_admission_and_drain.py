@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import aiohttp
@@ -74,6 +75,11 @@ async def test_long_poll_until_any_returns_with_the_first_final_job(
                 jobs = await resp.json()
             assert asyncio.get_running_loop().time() - began < 0.5
             assert [j["status"] for j in jobs] == ["running", "success"]  # request order kept
+            # pending=false / true: only the listed jobs that are final / still running.
+            async with http.get(f"{url}/api/jobs?{query}&pending=false") as resp:
+                assert [(j["id"], j["status"]) for j in await resp.json()] == [(ids[1], "success")]
+            async with http.get(f"{url}/api/jobs?{query}&pending=true") as resp:
+                assert [(j["id"], j["status"]) for j in await resp.json()] == [(ids[0], "running")]
             async with http.get(f"{url}/api/jobs?{query}&wait=10") as resp:  # until=all
                 assert [j["status"] for j in await resp.json()] == ["success", "success"]
             async with http.get(f"{url}/api/jobs?{query}&wait=1&until=some") as resp:
@@ -84,6 +90,43 @@ async def test_long_poll_until_any_returns_with_the_first_final_job(
                     "value": "some",
                     "allowed": ["all", "any"],
                 }
+    finally:
+        await daemon.stop()
+
+
+async def test_failed_commit_answers_json_error_and_frees_the_admission(
+    services: dict[str, tuple[ProtocolService, str]], tmp_path: Path
+) -> None:
+    """The job starts while its record commits; when the commit fails the client gets the
+    store's error, the job is cancelled and its admission slot freed; the node recovers."""
+    daemon = Daemon(make_config(unmanaged_config(services)), tmp_path / "s")
+    await daemon.start()
+    url = f"http://127.0.0.1:{daemon.port}"
+    with sqlite3.connect(daemon.store.path) as db:  # a real SQLite failure, as a full disk
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'no'); END"
+        )
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{url}/api/jobs", json=SLOW) as resp:
+                assert resp.status == 500
+                body = await resp.json()
+                assert body["error"].startswith("job store write failed")
+            gate = daemon.jobs.admission.gates["first"]
+            assert gate.admitted == 0
+            await asyncio.sleep(0.7)  # the cancelled job never completes behind the error
+            assert len(daemon.jobs.tasks) == 0 and daemon.store.running_count() == 0
+            with sqlite3.connect(daemon.store.path) as db:
+                db.execute("DROP TRIGGER refuse")
+            async with http.post(
+                f"{url}/api/jobs", json={"containers": ["second"], "data": {}}
+            ) as resp:
+                assert resp.status == 200
+                job_id = (await resp.json())["id"]
+            async with http.get(f"{url}/api/jobs?id={job_id}&wait=5") as resp:
+                assert (await resp.json())[0]["status"] == "success"
+            async with http.get(f"{url}/api/jobs") as resp:
+                assert await resp.json() == [job_id]
     finally:
         await daemon.stop()
 

@@ -44,6 +44,26 @@ async def test_group_commit_and_reopen(tmp_path: Path) -> None:
     await reopened.close()
 
 
+async def test_ops_of_one_loop_iteration_share_a_hand_off_and_a_commit(tmp_path: Path) -> None:
+    """A job that ends before its creation is committed is written as one row, and its
+    creation is still acknowledged only by the commit."""
+    store = JobStore(tmp_path / "jobs.sqlite")
+    await store.open()
+    batches = store.commit_batches
+    job = Job(id="quick", client="c", containers=["a"])
+    committed = store.begin_create(job)
+    job.results.append(ContainerResult("a", output={"done": True}))
+    job.status = JobStatus.SUCCESS
+    store.save(job)
+    assert not committed.done()
+    await committed
+    assert store.commit_batches == batches + 1
+    assert store._writer.rows_written == 1  # the later state of the job won
+    await store.close()
+    with sqlite3.connect(tmp_path / "jobs.sqlite") as conn:
+        assert conn.execute("SELECT status FROM jobs").fetchall() == [("success",)]
+
+
 async def test_listing_uses_the_client_index(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "jobs.sqlite")
     await store.open()

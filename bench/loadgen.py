@@ -163,18 +163,23 @@ MAX_IDS_PER_POLL = 128  # keeps the request line well under aiohttp's 8 KiB limi
 
 
 class ResultCollector:
-    """Reads the results of all of a load process's outstanding jobs with one long-poll."""
+    """Reads the results of all of a load process's outstanding jobs with one long-poll.
+
+    A job still not final ``plan.request_timeout`` seconds after it was expected fails with a
+    timeout (checked after every poll, oldest first: cheaper than a timer per job)."""
 
     def __init__(self, session: aiohttp.ClientSession, plan: LevelPlan, tally: LevelTally) -> None:
         self.session = session
         self.plan = plan
         self.tally = tally
-        self.waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # job id -> (its future, its deadline); insertion order is deadline order
+        self.waiting: dict[str, tuple[asyncio.Future[dict[str, Any]], float]] = {}
         self.wake = asyncio.Event()
 
     def expect(self, job_id: str) -> asyncio.Future[dict[str, Any]]:
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.waiting[job_id] = future
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self.waiting[job_id] = (future, loop.time() + self.plan.request_timeout)
         self.wake.set()
         return future
 
@@ -212,15 +217,20 @@ class ResultCollector:
                 continue
             for result in results:
                 if result.get("status") in FINAL_STATUSES:
-                    future = self.waiting.pop(result["id"], None)
-                    if future is not None and not future.done():
-                        future.set_result(result)
+                    entry = self.waiting.pop(result["id"], None)
+                    if entry is not None and not entry[0].done():
+                        entry[0].set_result(result)
+            self._expire(asyncio.get_running_loop().time())
+
+    def _expire(self, now: float) -> None:
+        late = list(itertools.takewhile(lambda i: self.waiting[i][1] <= now, self.waiting))
+        self._fail(late, f"no final result within {self.plan.request_timeout:g} s")
 
     def _fail(self, ids: list[str], text: str) -> None:
         for job_id in ids:
-            future = self.waiting.pop(job_id, None)
-            if future is not None and not future.done():
-                future.set_exception(RuntimeError(text))
+            entry = self.waiting.pop(job_id, None)
+            if entry is not None and not entry[0].done():
+                entry[0].set_exception(RuntimeError(text))
 
 
 async def agent_job_batched(
@@ -234,8 +244,7 @@ async def agent_job_batched(
     if job_id is None:
         return False
     try:
-        async with asyncio.timeout(plan.request_timeout):
-            result = await next(collectors).expect(job_id)
+        result = await next(collectors).expect(job_id)
     except RuntimeError as exc:
         tally.error(str(exc))
         return False

@@ -124,3 +124,20 @@ async def test_agent_mode_reads_every_result(echo_url: str, results: str, tmp_pa
         assert at_8["polls_per_job"] < 1  # several results per GET
     else:
         assert at_8["polls_per_job"] >= 1
+
+
+async def test_collector_fails_jobs_past_their_deadline_oldest_first() -> None:
+    plan = loadgen.LevelPlan(
+        target="agent", url="http://127.0.0.1:9", containers=("echo",), concurrency=1,
+        duration=1, warmup=0, payload={}, wait=5, request_timeout=2.0, results="batched",
+    )  # fmt: skip
+    collector = loadgen.ResultCollector(None, plan, loadgen.LevelTally())  # type: ignore[arg-type]
+    now = asyncio.get_running_loop().time()
+    old, new = collector.expect("old"), collector.expect("new")
+    collector._expire(now + 1.0)
+    assert not old.done() and not new.done()
+    collector.waiting["new"] = (new, now + 10.0)  # expected later than "old"
+    collector._expire(now + 3.0)
+    with pytest.raises(RuntimeError, match="no final result within 2 s"):
+        old.result()
+    assert not new.done() and list(collector.waiting) == ["new"]

@@ -250,7 +250,8 @@ def one_level(target: str, url: str, concurrency: int, duration: float, *extra: 
         command = [sys.executable, str(Path(loadgen.__file__)), "--target", target, "--url", url]
         command += ["--concurrency", str(concurrency), "--duration", str(duration)]
         command += ["--warmup", "1", "--results-dir", tmp, "--scenario", "s", *extra]
-        subprocess.run(command, check=True, capture_output=True)
+        # bounded: a hung load process must not hang the whole benchmark
+        subprocess.run(command, check=True, capture_output=True, timeout=duration + 120)
         report = json.loads((Path(tmp) / "latest.json").read_text())["s"]
     return float(report["results"][0]["throughput_per_s"])
 

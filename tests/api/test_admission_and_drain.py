@@ -11,198 +11,161 @@ import pytest
 
 from node_agent.daemon import Daemon
 from tests.conftest import unmanaged_config
-from tests.support.agent import make_config
+from tests.support.agent import make_config, running_agent
 from tests.support.service import ProtocolService
 
 SLOW = {"containers": ["first"], "data": {"mode": "sleep", "seconds": 0.6}}
 
 
 async def test_full_queue_refuses_with_503_and_retry_after(
-    services: dict[str, tuple[ProtocolService, str]], tmp_path: Path
+    services: dict[str, tuple[ProtocolService, str]],
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
 ) -> None:
     raw = unmanaged_config(services)
     raw["containers"][0].update(max_concurrency=2, queue_size=1)
-    daemon = Daemon(make_config(raw), tmp_path / "s")
-    await daemon.start()
-    url = f"http://127.0.0.1:{daemon.port}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            accepted = []
-            for _ in range(3):
-                async with http.post(f"{url}/api/jobs", json=SLOW) as resp:
-                    assert resp.status == 200
-                    accepted.append((await resp.json())["id"])
-            async with http.post(f"{url}/api/jobs", json=SLOW) as resp:
-                assert resp.status == 503
-                assert resp.headers["Retry-After"] == "1"
-                body = await resp.json()
-                assert body["error"] == "Container busy, retry later"
-                assert body["params"]["container"] == "first"
-            # Other containers are unaffected; the refused job was never stored.
-            async with http.post(
-                f"{url}/api/jobs", json={"containers": ["second"], "data": {}}
-            ) as resp:
-                assert resp.status == 200
-            query = "&".join(f"id={i}" for i in accepted)
-            async with http.get(f"{url}/api/jobs?{query}&wait=10") as resp:
-                jobs = await resp.json()
-            assert [j["status"] for j in jobs] == ["success"] * 3
-            async with http.get(f"{url}/api/jobs") as resp:
-                assert len(await resp.json()) == 4
-            # Room again once the queue drained.
+    async with running_agent(raw, tmp_path / "s") as (_, url):
+        accepted = []
+        for _ in range(3):
             async with http.post(f"{url}/api/jobs", json=SLOW) as resp:
                 assert resp.status == 200
-    finally:
-        await daemon.stop()
+                accepted.append((await resp.json())["id"])
+        async with http.post(f"{url}/api/jobs", json=SLOW) as resp:
+            assert resp.status == 503
+            assert resp.headers["Retry-After"] == "1"
+            body = await resp.json()
+            assert body["error"] == "Container busy, retry later"
+            assert body["params"]["container"] == "first"
+        # Other containers are unaffected; the refused job was never stored.
+        async with http.post(
+            f"{url}/api/jobs", json={"containers": ["second"], "data": {}}
+        ) as resp:
+            assert resp.status == 200
+        query = "&".join(f"id={i}" for i in accepted)
+        async with http.get(f"{url}/api/jobs?{query}&wait=10") as resp:
+            jobs = await resp.json()
+        assert [j["status"] for j in jobs] == ["success"] * 3
+        async with http.get(f"{url}/api/jobs") as resp:
+            assert len(await resp.json()) == 4
+        # Room again once the queue drained.
+        async with http.post(f"{url}/api/jobs", json=SLOW) as resp:
+            assert resp.status == 200
 
 
 async def test_long_poll_until_any_returns_with_the_first_final_job(
-    services: dict[str, tuple[ProtocolService, str]], tmp_path: Path
+    agent: tuple[Daemon, str], http: aiohttp.ClientSession
 ) -> None:
-    daemon = Daemon(make_config(unmanaged_config(services)), tmp_path / "s")
-    await daemon.start()
-    url = f"http://127.0.0.1:{daemon.port}"
+    _, url = agent
     quick = {"containers": ["second"], "data": {"mode": "sleep", "seconds": 0.1}}
-    try:
-        async with aiohttp.ClientSession() as http:
-            ids = []
-            for body in (SLOW, quick):
-                async with http.post(f"{url}/api/jobs", json=body) as resp:
-                    ids.append((await resp.json())["id"])
-            query = "&".join(f"id={i}" for i in ids)
-            began = asyncio.get_running_loop().time()
-            async with http.get(f"{url}/api/jobs?{query}&wait=10&until=any") as resp:
-                jobs = await resp.json()
-            assert asyncio.get_running_loop().time() - began < 0.5
-            assert [j["status"] for j in jobs] == ["running", "success"]  # request order kept
-            # pending=false / true: only the listed jobs that are final / still running.
-            async with http.get(f"{url}/api/jobs?{query}&pending=false") as resp:
-                assert [(j["id"], j["status"]) for j in await resp.json()] == [(ids[1], "success")]
-            async with http.get(f"{url}/api/jobs?{query}&pending=true") as resp:
-                assert [(j["id"], j["status"]) for j in await resp.json()] == [(ids[0], "running")]
-            async with http.get(f"{url}/api/jobs?{query}&wait=10") as resp:  # until=all
-                assert [j["status"] for j in await resp.json()] == ["success", "success"]
-            async with http.get(f"{url}/api/jobs?{query}&wait=1&until=some") as resp:
-                assert resp.status == 400
-                body = await resp.json()
-                assert body["params"] == {
-                    "param": "until",
-                    "value": "some",
-                    "allowed": ["all", "any"],
-                }
-    finally:
-        await daemon.stop()
+    ids = []
+    for body in (SLOW, quick):
+        async with http.post(f"{url}/api/jobs", json=body) as resp:
+            ids.append((await resp.json())["id"])
+    query = "&".join(f"id={i}" for i in ids)
+    began = asyncio.get_running_loop().time()
+    async with http.get(f"{url}/api/jobs?{query}&wait=10&until=any") as resp:
+        jobs = await resp.json()
+    assert asyncio.get_running_loop().time() - began < 0.5
+    assert [j["status"] for j in jobs] == ["running", "success"]  # request order kept
+    # pending=false / true: only the listed jobs that are final / still running.
+    async with http.get(f"{url}/api/jobs?{query}&pending=false") as resp:
+        assert [(j["id"], j["status"]) for j in await resp.json()] == [(ids[1], "success")]
+    async with http.get(f"{url}/api/jobs?{query}&pending=true") as resp:
+        assert [(j["id"], j["status"]) for j in await resp.json()] == [(ids[0], "running")]
+    async with http.get(f"{url}/api/jobs?{query}&wait=10") as resp:  # until=all
+        assert [j["status"] for j in await resp.json()] == ["success", "success"]
+    async with http.get(f"{url}/api/jobs?{query}&wait=1&until=some") as resp:
+        assert resp.status == 400
+        body = await resp.json()
+        assert body["params"] == {"param": "until", "value": "some", "allowed": ["all", "any"]}
 
 
 async def test_failed_commit_answers_json_error_and_frees_the_admission(
-    services: dict[str, tuple[ProtocolService, str]], tmp_path: Path
+    agent: tuple[Daemon, str], http: aiohttp.ClientSession
 ) -> None:
     """The job starts while its record commits; when the commit fails the client gets the
     store's error, the job is cancelled and its admission slot freed; the node recovers."""
-    daemon = Daemon(make_config(unmanaged_config(services)), tmp_path / "s")
-    await daemon.start()
-    url = f"http://127.0.0.1:{daemon.port}"
+    daemon, url = agent
     with sqlite3.connect(daemon.store.path) as db:  # a real SQLite failure, as a full disk
         db.execute(
             "CREATE TRIGGER refuse BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'no'); END"
         )
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{url}/api/jobs", json=SLOW) as resp:
-                assert resp.status == 500
-                body = await resp.json()
-                assert body["error"].startswith("job store write failed")
-            gate = daemon.jobs.admission.gates["first"]
-            assert gate.admitted == 0
-            await asyncio.sleep(0.7)  # the cancelled job never completes behind the error
-            assert len(daemon.jobs.tasks) == 0 and daemon.store.running_count() == 0
-            with sqlite3.connect(daemon.store.path) as db:
-                db.execute("DROP TRIGGER refuse")
-            async with http.post(
-                f"{url}/api/jobs", json={"containers": ["second"], "data": {}}
-            ) as resp:
-                assert resp.status == 200
-                job_id = (await resp.json())["id"]
-            async with http.get(f"{url}/api/jobs?id={job_id}&wait=5") as resp:
-                assert (await resp.json())[0]["status"] == "success"
-            async with http.get(f"{url}/api/jobs") as resp:
-                assert await resp.json() == [job_id]
-    finally:
-        await daemon.stop()
+    async with http.post(f"{url}/api/jobs", json=SLOW) as resp:
+        assert resp.status == 500
+        body = await resp.json()
+        assert body["error"].startswith("job store write failed")
+    gate = daemon.jobs.admission.gates["first"]
+    assert gate.admitted == 0
+    await asyncio.sleep(0.7)  # the cancelled job never completes behind the error
+    assert len(daemon.jobs.tasks) == 0 and daemon.store.running_count() == 0
+    with sqlite3.connect(daemon.store.path) as db:
+        db.execute("DROP TRIGGER refuse")
+    async with http.post(f"{url}/api/jobs", json={"containers": ["second"], "data": {}}) as resp:
+        assert resp.status == 200
+        job_id = (await resp.json())["id"]
+    async with http.get(f"{url}/api/jobs?id={job_id}&wait=5") as resp:
+        assert (await resp.json())[0]["status"] == "success"
+    async with http.get(f"{url}/api/jobs") as resp:
+        assert await resp.json() == [job_id]
 
 
 async def test_stop_drains_running_jobs_and_refuses_new_ones(
-    services: dict[str, tuple[ProtocolService, str]], tmp_path: Path
+    services: dict[str, tuple[ProtocolService, str]],
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
 ) -> None:
+    # Started by hand: the test stops it itself while a job runs.
     daemon = Daemon(make_config(unmanaged_config(services)), tmp_path / "s")
     await daemon.start()
     url = f"http://127.0.0.1:{daemon.port}"
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{url}/api/jobs", json=SLOW) as resp:
-            job_id = (await resp.json())["id"]
-        stopping = asyncio.create_task(daemon.stop())
-        await asyncio.sleep(0.1)
-        async with http.post(f"{url}/api/jobs", json=SLOW) as resp:
-            assert resp.status == 503
-            assert (await resp.json())["error"] == "Node is shutting down"
-        async with http.get(f"{url}/health") as resp:
-            assert resp.status == 503 and (await resp.json())["status"] == "stopping"
-        await stopping
+    async with http.post(f"{url}/api/jobs", json=SLOW) as resp:
+        job_id = (await resp.json())["id"]
+    stopping = asyncio.create_task(daemon.stop())
+    await asyncio.sleep(0.1)
+    async with http.post(f"{url}/api/jobs", json=SLOW) as resp:
+        assert resp.status == 503
+        assert (await resp.json())["error"] == "Node is shutting down"
+    async with http.get(f"{url}/health") as resp:
+        assert resp.status == 503 and (await resp.json())["status"] == "stopping"
+    await stopping
     # The drained job finished and was persisted: a new daemon on the same state sees it.
-    daemon = Daemon(make_config(unmanaged_config(services)), tmp_path / "s")
-    await daemon.start()
-    try:
+    async with running_agent(unmanaged_config(services), tmp_path / "s") as (daemon, _):
         [job] = await daemon.store.get_many("127.0.0.1", [job_id])
         assert job.status.value == "success"
-    finally:
-        await daemon.stop()
 
 
 async def test_intermediate_results_visible_while_chain_runs(
-    services: dict[str, tuple[ProtocolService, str]], tmp_path: Path
+    agent: tuple[Daemon, str], http: aiohttp.ClientSession
 ) -> None:
-    daemon = Daemon(make_config(unmanaged_config(services)), tmp_path / "s")
-    await daemon.start()
-    url = f"http://127.0.0.1:{daemon.port}"
+    _, url = agent
     slow_second = {"mode": "relay", "relay": {"mode": "sleep", "seconds": 0.5}}
     chain = {"containers": ["first", "second"], "data": slow_second}
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{url}/api/jobs", json=chain) as resp:
-                job_id = (await resp.json())["id"]
-            seen = None
-            for _ in range(100):
-                async with http.get(f"{url}/api/jobs?id={job_id}&intermediate=true") as resp:
-                    [job] = await resp.json()
-                if job["status"] == "running" and job["result"] is not None:
-                    seen = job
-                    break
-                await asyncio.sleep(0.02)
-            assert seen is not None, "the first container's result was not stored on arrival"
-            assert seen["result"]["container"] == "first"
-    finally:
-        await daemon.stop()
+    async with http.post(f"{url}/api/jobs", json=chain) as resp:
+        job_id = (await resp.json())["id"]
+    seen = None
+    for _ in range(100):
+        async with http.get(f"{url}/api/jobs?id={job_id}&intermediate=true") as resp:
+            [job] = await resp.json()
+        if job["status"] == "running" and job["result"] is not None:
+            seen = job
+            break
+        await asyncio.sleep(0.02)
+    assert seen is not None, "the first container's result was not stored on arrival"
+    assert seen["result"]["container"] == "first"
 
 
 async def test_remote_container_gets_bearer_token(
     services: dict[str, tuple[ProtocolService, str]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    http: aiohttp.ClientSession,
 ) -> None:
     monkeypatch.setenv("SERVICE_TOKEN", "t0ken")
     raw = unmanaged_config(services)
     raw["containers"][0]["bearer"] = {"env": "SERVICE_TOKEN"}
-    daemon = Daemon(make_config(raw), tmp_path / "s")
-    await daemon.start()
-    url = f"http://127.0.0.1:{daemon.port}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(
-                f"{url}/api/jobs", json={"containers": ["first"], "data": {}}
-            ) as resp:
-                job_id = (await resp.json())["id"]
-            async with http.get(f"{url}/api/jobs?id={job_id}&wait=5") as resp:
-                assert (await resp.json())[0]["status"] == "success"
-    finally:
-        await daemon.stop()
+    async with running_agent(raw, tmp_path / "s") as (_, url):
+        async with http.post(f"{url}/api/jobs", json={"containers": ["first"], "data": {}}) as resp:
+            job_id = (await resp.json())["id"]
+        async with http.get(f"{url}/api/jobs?id={job_id}&wait=5") as resp:
+            assert (await resp.json())[0]["status"] == "success"
     assert services["first"][0].authorizations == ["Bearer t0ken"]

@@ -49,12 +49,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS jobs_by_client ON jobs (client, status, created_at);
--- Age by creation: a job's final write then leaves this index alone.
+-- Every index is written on every job's first row, so there are few of them and a job's final
+-- write (status and results) touches none but jobs_running.
+-- A client's jobs in order (listing). Status is not in it: the final write would move the entry.
+DROP INDEX IF EXISTS jobs_by_client;
+CREATE INDEX IF NOT EXISTS jobs_of_client ON jobs (client, created_at);
+-- Retention walks the table in rowid order (the order rows were created), so no index by age.
 DROP INDEX IF EXISTS jobs_by_age;
-CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at);
--- Only running jobs (found again after a crash): the index stays tiny and a job's final
--- write removes its entry instead of moving it.
+DROP INDEX IF EXISTS jobs_by_created;
+-- Only running jobs (found again after a crash, and a client's pending listing): the index
+-- stays tiny and a job's final write removes its entry instead of moving it.
 DROP INDEX IF EXISTS jobs_by_status;
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (created_at) WHERE status = 'running';
 """
@@ -74,6 +78,8 @@ _ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # alone the writer saves ~3 % CPU; the fewer GIL hand-offs are the point.
 _CHUNK_SIZES = (64, 16, 4, 1)
 _UPSERTS = {n: _UPSERT_HEAD + ", ".join([_ROW_MARKS] * n) + _UPSERT_TAIL for n in _CHUNK_SIZES}
+
+_MAX_ROWID = 2**63 - 1
 
 _COLUMNS = (
     "id, client, status, containers, results, data, requires_proof, stream, created_at, updated_at"
@@ -488,10 +494,10 @@ class JobStore:
         """Ids of ``client``'s jobs: running ones first, then finished ones, oldest first."""
 
         def query(conn: sqlite3.Connection) -> list[str]:
-            running = _ids(conn, client, "status = 'running'")
+            running = _ids(conn, _RUNNING_IDS, client)
             if pending is True:
                 return running
-            finished = _ids(conn, client, "status != 'running'")
+            finished = _ids(conn, _FINISHED_IDS, client)
             return finished if pending is False else running + finished
 
         return await self._query(query)
@@ -567,20 +573,37 @@ class JobStore:
         return count
 
     async def prune(self, max_age: float, max_count: int) -> int:
-        """Drop finished jobs older than ``max_age`` seconds and beyond the newest ``max_count``."""
+        """Drop finished jobs older than ``max_age`` seconds and beyond the newest ``max_count``.
+
+        Rows are found in rowid order, which is the order they were created, instead of through
+        an index by age that every new job would have to write: the age pass reads only the
+        rows it removes (plus the running ones before them); the count pass reads nothing
+        while the table cannot hold more than ``max_count`` rows. A clock that jumped back
+        only delays the removal of the rows created after the jump."""
         cutoff = self._clock() - max_age
 
         def query(conn: sqlite3.Connection) -> int:
-            removed = conn.execute(
-                "DELETE FROM jobs WHERE status != 'running' AND created_at < ?", (cutoff,)
-            ).rowcount
+            removed = 0
+            first_young = conn.execute(
+                "SELECT rowid FROM jobs WHERE created_at >= ? ORDER BY rowid LIMIT 1", (cutoff,)
+            ).fetchone()
             removed += conn.execute(
-                "DELETE FROM jobs WHERE status != 'running' AND id IN ("
-                " SELECT id FROM jobs WHERE status != 'running'"
-                " ORDER BY created_at DESC LIMIT -1 OFFSET ?)",
-                (max_count,),
+                "DELETE FROM jobs WHERE rowid < ? AND status != 'running'",
+                (first_young[0] if first_young else _MAX_ROWID,),
             ).rowcount
-            return int(removed)
+            span = conn.execute("SELECT max(rowid) - min(rowid) + 1 FROM jobs").fetchone()[0]
+            if span is not None and span > max_count:  # an upper bound of the row count
+                last_dropped = conn.execute(
+                    "SELECT rowid FROM jobs WHERE status != 'running'"
+                    " ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+                    (max_count,),
+                ).fetchone()
+                if last_dropped is not None:
+                    removed += conn.execute(
+                        "DELETE FROM jobs WHERE rowid <= ? AND status != 'running'",
+                        (last_dropped[0],),
+                    ).rowcount
+            return removed
 
         removed = await self._query(query)
         if removed:
@@ -606,8 +629,16 @@ def _select_ids(conn: sqlite3.Connection, client: str, ids: Sequence[str]) -> li
     return jobs
 
 
-def _ids(conn: sqlite3.Connection, client: str, where: str) -> list[str]:
-    rows = conn.execute(
-        f"SELECT id FROM jobs WHERE client = ? AND {where} ORDER BY created_at", (client,)
-    )
-    return [r[0] for r in rows]
+# Running jobs are few (bounded by admission), so their tiny index beats the client's.
+_RUNNING_IDS = (
+    "SELECT id FROM jobs INDEXED BY jobs_running WHERE status = 'running' AND client = ?"
+    " ORDER BY created_at"
+)
+_FINISHED_IDS = (
+    "SELECT id FROM jobs INDEXED BY jobs_of_client WHERE client = ? AND status != 'running'"
+    " ORDER BY created_at"
+)
+
+
+def _ids(conn: sqlite3.Connection, sql: str, client: str) -> list[str]:
+    return [r[0] for r in conn.execute(sql, (client,))]

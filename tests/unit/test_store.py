@@ -10,7 +10,13 @@ from pathlib import Path
 import orjson
 
 from node_agent.jobs.model import ContainerResult, Job, JobStatus
-from node_agent.jobs.store import INTERRUPTED_ERROR, JobStore, _finished
+from node_agent.jobs.store import (
+    _FINISHED_IDS,
+    _RUNNING_IDS,
+    INTERRUPTED_ERROR,
+    JobStore,
+    _finished,
+)
 
 
 async def test_group_commit_and_reopen(tmp_path: Path) -> None:
@@ -64,17 +70,35 @@ async def test_ops_of_one_loop_iteration_share_a_hand_off_and_a_commit(tmp_path:
         assert conn.execute("SELECT status FROM jobs").fetchall() == [("success",)]
 
 
-async def test_listing_uses_the_client_index(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.sqlite")
+async def test_listings_read_indexes_not_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    store = JobStore(path)
     await store.open()
-    plan = await store._query(
-        lambda conn: conn.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE client = ? AND status = 'running' "
-            "ORDER BY created_at",
-            ("c",),
-        ).fetchall()
-    )
-    assert "jobs_by_client" in str(plan)
+    await store.close()
+    with sqlite3.connect(path) as conn:  # as the previous version left it
+        conn.execute("DROP INDEX jobs_of_client")
+        conn.execute("CREATE INDEX jobs_by_client ON jobs (client, status, created_at)")
+        conn.execute("CREATE INDEX jobs_by_created ON jobs (created_at)")
+    conn.close()
+    store = JobStore(path)
+    await store.open()
+
+    def plans(conn: sqlite3.Connection) -> tuple[str, str, list[str]]:
+        running, finished = (
+            str(conn.execute(f"EXPLAIN QUERY PLAN {sql}", ("c",)).fetchall())
+            for sql in (_RUNNING_IDS, _FINISHED_IDS)
+        )
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")]
+        return running, finished, names
+
+    running, finished, names = await store._query(plans)
+    assert "USING INDEX jobs_running" in running and "TEMP B-TREE" not in running
+    assert "USING INDEX jobs_of_client (client=?)" in finished and "TEMP B-TREE" not in finished
+    # A job's final write moves no index entry but its jobs_running one.
+    assert sorted(n for n in names if not n.startswith("sqlite_")) == [
+        "jobs_of_client",
+        "jobs_running",
+    ]
     await store.close()
 
 
@@ -119,6 +143,29 @@ async def test_retention_by_age_and_count(tmp_path: Path) -> None:
     assert await store.prune(max_age=55, max_count=100) == 5  # j0..j4 are older than 55 s
     assert await store.prune(max_age=1e9, max_count=3) == 2
     assert await store.list_ids("c", pending=None) == ["live", "j7", "j8", "j9"]
+    await store.close()
+
+
+async def test_retention_walks_rows_in_creation_order(tmp_path: Path) -> None:
+    """Old running rows in front and gaps left by earlier passes do not stop either pass."""
+    now = [1000.0]
+    store = JobStore(tmp_path / "jobs.sqlite", clock=lambda: now[0])
+    await store.open()
+    stuck = Job(id="stuck", client="c", containers=["a"])  # a status record never closed
+    await store.create(stuck, live=False)
+    for i in range(20):
+        now[0] += 10
+        job = Job(id=f"j{i:02}", client="c", containers=["a"])
+        await store.create(job)
+        job.status = JobStatus.SUCCESS
+        store.save(job)
+    # ages now: stuck 200 s, j00 190 s ... j19 0 s
+    assert await store.prune(max_age=95, max_count=1000) == 10  # j00..j09
+    assert await store.prune(max_age=95, max_count=1000) == 0
+    assert await store.prune(max_age=1e9, max_count=4) == 6  # j10..j15
+    assert await store.prune(max_age=1e9, max_count=4) == 0
+    assert await store.list_ids("c", pending=None) == ["stuck", "j16", "j17", "j18", "j19"]
+    assert await store.list_ids("c", pending=True) == ["stuck"]
     await store.close()
 
 

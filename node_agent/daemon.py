@@ -22,7 +22,7 @@ import structlog
 from aiohttp import web
 
 from node_agent import __version__
-from node_agent.api.app import create_app
+from node_agent.api.app import create_server
 from node_agent.api.context import NodeContext
 from node_agent.config import Config, load_config
 from node_agent.containers.admission import Admission, gates_for
@@ -68,7 +68,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.containers_ready = asyncio.Event()
         self.port: int | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._session: Any = None
         self.ctx: NodeContext | None = None
         self.chain: Any = None  # node_agent.chain.service.ChainService when chain.enabled
@@ -106,7 +106,7 @@ class Daemon:
         self.ctx.health_checks["jobs"] = self._jobs_health
         self.ctx.health_checks["containers"] = self._containers_health
         self.provider.attach(self.ctx, self.jobs, self.manager)
-        await self._serve(create_app(self.ctx))
+        await self._serve(create_server(self.ctx))
         await self.jobs.recover(config.jobs.on_restart)
         self.tasks.spawn(self._bring_up_containers(), name="containers-start")
         self.tasks.spawn(
@@ -125,11 +125,10 @@ class Daemon:
             state_dir=str(self.state_dir),
         )
 
-    async def _serve(self, app: web.Application) -> None:
+    async def _serve(self, web_server: web.Server) -> None:
         server = self.config.server
-        self._runner = web.AppRunner(
-            app,
-            access_log=None,
+        self._runner = web.ServerRunner(
+            web_server,
             handle_signals=False,
             shutdown_timeout=self.config.agent.shutdown_grace,
         )

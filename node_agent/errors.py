@@ -2,7 +2,7 @@
 
 Every error a client can see is a :class:`NodeAgentError` carrying its HTTP status, the wire
 ``error`` string (kept identical to the Infernet node's where one exists) and JSON-serialisable
-``params``. The API layer maps them to responses in exactly one place (``api.middlewares``).
+``params``. The API layer maps them to responses in exactly one place (``api.dispatch``).
 """
 
 from __future__ import annotations

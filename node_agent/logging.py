@@ -1,7 +1,7 @@
 """structlog setup: JSON lines for journald and files, a readable console in a terminal.
 
 Every line of an HTTP request carries its ``request_id`` (bound through contextvars by the API
-middleware). Values that look like secrets are redacted here, once, so no call site can leak
+dispatcher). Values that look like secrets are redacted here, once, so no call site can leak
 them by accident.
 """
 

@@ -1,20 +1,40 @@
-"""The aiohttp application: routes, the core middleware, limits."""
+"""The HTTP server: routes, the dispatcher (identity, limits, errors), body size limit."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 
 from node_agent.api.context import NodeContext
+from node_agent.api.dispatch import Routes, make_dispatcher
 from node_agent.api.handlers import Handlers
 from node_agent.api.identity import parse_networks
-from node_agent.api.middlewares import make_core_middleware
 from node_agent.api.ratelimit import GcraLimiter
 from node_agent.auth.middleware import make_auth_check
 
-CONTEXT_KEY = web.AppKey("node_context", NodeContext)
+
+def api_routes(h: Handlers, *, metrics: bool) -> Routes:
+    routes = Routes()
+    routes.add("GET", "/health", h.health)
+    routes.add("GET", "/info", h.info)
+    routes.add("GET", "/resources", h.resources)
+    routes.add("POST", "/api/jobs", h.create_job)
+    routes.add("GET", "/api/jobs", h.get_jobs)
+    routes.add("POST", "/api/jobs/batch", h.create_batch)
+    routes.add("POST", "/api/jobs/stream", h.create_stream)
+    routes.add("PUT", "/api/status", h.put_status)
+    if metrics:
+        routes.add("GET", "/metrics", h.metrics)
+    return routes
 
 
-def create_app(ctx: NodeContext) -> web.Application:
+def create_server(ctx: NodeContext) -> web.Server:
+    """aiohttp's low-level server around our dispatcher (needs the running loop)."""
     server = ctx.config.server
     limit = server.rate_limit
     limiter_factory = (
@@ -22,23 +42,25 @@ def create_app(ctx: NodeContext) -> web.Application:
         if server.rate_limit_enabled
         else None
     )
-    middleware = make_core_middleware(
+    dispatch = make_dispatcher(
+        api_routes(Handlers(ctx), metrics=ctx.metrics is not None),
         trusted_proxies=parse_networks(server.trusted_proxies),
         limiter_factory=limiter_factory,
         is_draining=lambda: ctx.draining,
         checks=[make_auth_check(ctx.api_keys)] if ctx.api_keys is not None else [],
     )
-    app = web.Application(middlewares=[middleware], client_max_size=server.max_body_bytes)
-    app[CONTEXT_KEY] = ctx
-    h = Handlers(ctx)
-    app.router.add_get("/health", h.health)
-    app.router.add_get("/info", h.info)
-    app.router.add_get("/resources", h.resources)
-    app.router.add_post("/api/jobs", h.create_job)
-    app.router.add_get("/api/jobs", h.get_jobs)
-    app.router.add_post("/api/jobs/batch", h.create_batch)
-    app.router.add_post("/api/jobs/stream", h.create_stream)
-    app.router.add_put("/api/status", h.put_status)
-    if ctx.metrics is not None:
-        app.router.add_get("/metrics", h.metrics)
-    return app
+    loop = asyncio.get_running_loop()
+    max_body = server.max_body_bytes
+
+    def make_request(
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        return web.BaseRequest(
+            message, payload, protocol, writer, task, loop, client_max_size=max_body
+        )
+
+    return web.Server(dispatch, request_factory=make_request, access_log=None)

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from node_agent import INFERNET_COMPAT_VERSION, __version__
 from node_agent.api.context import NodeContext
+from node_agent.api.dispatch import CLIENT_IP
 from node_agent.api.identity import is_local
-from node_agent.api.middlewares import CLIENT_IP
 from node_agent.api.responses import error_response, json_response
 from node_agent.api.wire import is_delegated, parse_delegated, parse_offchain_job
 from node_agent.errors import (
@@ -34,7 +34,7 @@ UNTIL = ["all", "any"]  # GET /api/jobs?wait=S&until=…
 PENDING = {"true": True, "false": False}  # anything else: no filter (as the reference)
 
 
-async def read_json(request: web.Request, *, force: bool = False) -> Any:
+async def read_json(request: web.BaseRequest, *, force: bool = False) -> Any:
     """The body as JSON; ``force`` ignores the content type (as the reference's batch does)."""
     if not force:
         ctype = request.content_type
@@ -74,14 +74,14 @@ class Handlers:
                 checks[name] = {"status": "unhealthy", "reason": f"health check failed: {exc}"}
         return checks
 
-    async def health(self, request: web.Request) -> web.Response:
+    async def health(self, request: web.BaseRequest) -> web.Response:
         """``healthy`` while the node accepts jobs; components report their own state."""
         checks = self._checks()
         if self.ctx.draining:
             return json_response({"status": "stopping", "checks": checks}, status=503)
         return json_response({"status": "healthy", "checks": checks})
 
-    async def info(self, request: web.Request) -> web.Response:
+    async def info(self, request: web.BaseRequest) -> web.Response:
         ctx = self.ctx
         chain = ctx.chain
         body: dict[str, Any] = {
@@ -109,7 +109,7 @@ class Handlers:
                 body[name] = {"error": str(exc)}
         return json_response(body)
 
-    async def resources(self, request: web.Request) -> web.Response:
+    async def resources(self, request: web.BaseRequest) -> web.Response:
         """Fan out to every container's ``/service-resources``, bounded and cached, so the
         answer arrives inside infernet-client's 1 s timeout; failures are left out."""
         model_id = request.query.get("model_id")
@@ -141,7 +141,7 @@ class Handlers:
         self._resources_cache[model_id] = (now, body)
         return json_response(body)
 
-    async def metrics(self, request: web.Request) -> web.Response:
+    async def metrics(self, request: web.BaseRequest) -> web.Response:
         """Prometheus text exposition (node_agent.metrics)."""
         assert self.ctx.metrics is not None
         return web.Response(
@@ -168,11 +168,11 @@ class Handlers:
         )
         return {"id": job_id}
 
-    async def create_job(self, request: web.Request) -> web.Response:
+    async def create_job(self, request: web.BaseRequest) -> web.Response:
         body = await read_json(request)
         return json_response(await self._one_job(body, request[CLIENT_IP]))
 
-    async def create_batch(self, request: web.Request) -> web.Response:
+    async def create_batch(self, request: web.BaseRequest) -> web.Response:
         body = await read_json(request, force=True)
         if not isinstance(body, list):
             raise BadRequest("Expected a list")
@@ -191,7 +191,7 @@ class Handlers:
         results = await asyncio.gather(*(item(e) for e in body))
         return json_response(list(results))
 
-    async def create_stream(self, request: web.Request) -> web.StreamResponse:
+    async def create_stream(self, request: web.BaseRequest) -> web.StreamResponse:
         body = await read_json(request)
         if isinstance(body, dict) and is_delegated(body):
             raise BadRequest("Streaming only supported for OffchainJob requests.")
@@ -217,7 +217,7 @@ class Handlers:
             log.info("stream_client_gone", job_id=job.id)
         return response
 
-    async def get_jobs(self, request: web.Request) -> web.Response:
+    async def get_jobs(self, request: web.BaseRequest) -> web.Response:
         ip = request[CLIENT_IP]
         client = self.ctx.client_key(ip)
         query = request.query
@@ -244,7 +244,7 @@ class Handlers:
             jobs = [j for j in jobs if (j.status is JobStatus.RUNNING) is pending]
         return json_response([j.to_wire(intermediate=intermediate) for j in jobs])
 
-    async def put_status(self, request: web.Request) -> web.Response:
+    async def put_status(self, request: web.BaseRequest) -> web.Response:
         ip = request[CLIENT_IP]
         if not is_local(ip):
             return error_response(_unauthorized())

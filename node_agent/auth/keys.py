@@ -175,7 +175,7 @@ def revoke_key(path: Path, key_id: str) -> bool:
     return True
 
 
-# --- the authority the API middleware holds -------------------------------------------------------
+# --- the authority the API dispatcher holds -------------------------------------------------------
 
 
 class ApiKeyAuthority:

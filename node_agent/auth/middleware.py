@@ -1,6 +1,5 @@
-"""API-key check, run by the core middleware before any handler (its errors become JSON
-there). A check rather than a middleware of its own: every aiohttp middleware layer costs a
-wrapper call on each request, and this one runs on every job submission."""
+"""API-key check, run by the dispatcher (``api.dispatch``) before any handler; its errors
+become JSON there, like every other error."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from node_agent.auth.keys import ApiKeyAuthority, Principal, route_scope
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 
-RequestCheck = Callable[[web.Request], None]
+RequestCheck = Callable[[web.BaseRequest], None]
 
 
 def make_auth_check(
@@ -21,7 +20,7 @@ def make_auth_check(
 ) -> RequestCheck:
     """Raises Unauthorized/Forbidden; records who called in ``request[PRINCIPAL]``."""
 
-    def check(request: web.Request) -> None:
+    def check(request: web.BaseRequest) -> None:
         scope = route_scope(request.method, request.path)
         request[PRINCIPAL] = authority.authorize(request.headers, scope, now())
 

@@ -149,6 +149,22 @@ async def test_bad_input_gets_json_error(
     assert (await call(http, "GET", agent[1] + "/health"))[0] == 200
 
 
+async def test_routing_answers_like_a_router(
+    agent: tuple[Daemon, str], http: aiohttp.ClientSession
+) -> None:
+    """Exact paths; HEAD wherever GET is; a wrong method names the allowed ones."""
+    async with http.head(agent[1] + "/health") as resp:
+        assert resp.status == 200 and await resp.read() == b""
+    status, body, _ = await call(http, "PATCH", agent[1] + "/api/jobs")
+    assert status == 405 and body["params"] == {
+        "method": "PATCH",
+        "allowed": ["GET", "HEAD", "POST"],
+    }
+    for path in ("/api/jobs/", "/api/jobs%2Fbatch", "/API/jobs"):
+        status, body, _ = await call(http, "POST", agent[1] + path, json=JOB)
+        assert (status, body["error"]) == (404, "Not found"), path
+
+
 async def test_huge_body_is_413_json(
     services: dict[str, tuple[ProtocolService, str]], tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

@@ -78,6 +78,15 @@ _ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # alone the writer saves ~3 % CPU; the fewer GIL hand-offs are the point.
 _CHUNK_SIZES = (64, 16, 4, 1)
 _UPSERTS = {n: _UPSERT_HEAD + ", ".join([_ROW_MARKS] * n) + _UPSERT_TAIL for n in _CHUNK_SIZES}
+# A new state (status, results) of rows that exist: four values a row, and neither the job's
+# input nor its containers are serialised, bound or written again (UPDATE … FROM: SQLite 3.33+).
+_STATE_UPDATES = {
+    n: "WITH s (id, status, results, updated_at) AS (VALUES "
+    + ", ".join(["(?, ?, ?, ?)"] * n)
+    + ") UPDATE jobs SET status = s.status, results = s.results, updated_at = s.updated_at"
+    " FROM s WHERE jobs.id = s.id"
+    for n in _CHUNK_SIZES
+}
 
 _MAX_ROWID = 2**63 - 1
 
@@ -99,6 +108,20 @@ def _row(job: Job) -> tuple[Any, ...]:
         job.created_at,
         job.updated_at,
     )
+
+
+def _state(job: Job) -> tuple[Any, ...]:
+    return (
+        job.id,
+        job.status.value,
+        orjson.dumps([r.to_wire() for r in job.results]),
+        job.updated_at,
+    )
+
+
+def _with_state(row: tuple[Any, ...], state: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A full row (``_row``) carrying a later state (``_state``) of the same job."""
+    return (*row[:2], state[1], row[3], state[2], *row[5:9], state[3])
 
 
 def _job(row: Sequence[Any]) -> Job:
@@ -182,15 +205,17 @@ class FinishedJob:
 class _Op:
     """One unit of work for the writer thread; ``write`` rows are coalesced per batch."""
 
-    __slots__ = ("future", "query", "write")
+    __slots__ = ("future", "query", "state", "write")
 
     def __init__(
         self,
         write: tuple[Any, ...] | None = None,
         query: Query[Any] | None = None,
         future: asyncio.Future[Any] | None = None,
+        state: tuple[Any, ...] | None = None,
     ) -> None:
-        self.write = write
+        self.write = write  # a whole row, inserted or replacing the stored state
+        self.state = state  # a new state of a row written before it
         self.query = query
         self.future = future
 
@@ -210,6 +235,7 @@ class _Writer(threading.Thread):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
         self.rows_written = 0
+        self.states_written = 0
 
     def run(self) -> None:
         try:
@@ -251,16 +277,28 @@ class _Writer(threading.Thread):
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        # Each job once, in its latest state: a state that follows its row in the same batch
+        # is folded into the row; a later whole row replaces an earlier state.
         pending_rows: dict[str, tuple[Any, ...]] = {}
+        pending_states: dict[str, tuple[Any, ...]] = {}
         try:
             conn.execute("BEGIN")
             for op in batch:
+                if op.state is not None:
+                    job_id = op.state[0]
+                    row = pending_rows.get(job_id)
+                    if row is not None:
+                        pending_rows[job_id] = _with_state(row, op.state)
+                    else:
+                        pending_states[job_id] = op.state
+                    continue
                 if op.write is not None:
-                    pending_rows[op.write[0]] = op.write  # later state of a job wins
+                    pending_states.pop(op.write[0], None)
+                    pending_rows[op.write[0]] = op.write
                     if op.future is not None:
                         done.append((op.future, None, None))
                     continue
-                self._flush(conn, pending_rows)
+                self._flush(conn, pending_rows, pending_states)
                 assert op.query is not None
                 try:
                     result = op.query(conn)
@@ -270,7 +308,7 @@ class _Writer(threading.Thread):
                 else:
                     if op.future is not None:
                         done.append((op.future, result, None))
-            self._flush(conn, pending_rows)
+            self._flush(conn, pending_rows, pending_states)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("job_store_commit_failed", error=str(exc), ops=len(batch))
@@ -283,19 +321,32 @@ class _Writer(threading.Thread):
             # One wake-up of the event loop per batch, not one per waiting request.
             self.loop.call_soon_threadsafe(_settle, done)
 
-    def _flush(self, conn: sqlite3.Connection, rows: dict[str, tuple[Any, ...]]) -> None:
-        """Write the pending rows (each id once: the dict keeps a job's latest state)."""
-        if not rows:
-            return
-        pending = list(rows.values())
-        rows.clear()
-        start = 0
-        for size in _CHUNK_SIZES:
-            while len(pending) - start >= size:
-                chunk = pending[start : start + size]
-                conn.execute(_UPSERTS[size], [value for row in chunk for value in row])
-                start += size
-        self.rows_written += len(pending)
+    def _flush(
+        self,
+        conn: sqlite3.Connection,
+        rows: dict[str, tuple[Any, ...]],
+        states: dict[str, tuple[Any, ...]],
+    ) -> None:
+        """Write the pending rows and states, then forget them."""
+        self.rows_written += _execute_chunked(conn, _UPSERTS, rows)
+        self.states_written += _execute_chunked(conn, _STATE_UPDATES, states)
+
+
+def _execute_chunked(
+    conn: sqlite3.Connection, statements: dict[int, str], pending: dict[str, tuple[Any, ...]]
+) -> int:
+    """Run ``statements[n]`` over ``n`` entries of ``pending`` at a time; empties it."""
+    if not pending:
+        return 0
+    entries = list(pending.values())
+    pending.clear()
+    start = 0
+    for size in _CHUNK_SIZES:
+        while len(entries) - start >= size:
+            chunk = entries[start : start + size]
+            conn.execute(statements[size], [value for entry in chunk for value in entry])
+            start += size
+    return len(entries)
 
 
 def _settle(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -435,10 +486,15 @@ class JobStore:
     def save(self, job: Job) -> None:
         """Record a job's new state (a container result, its final status) without waiting.
 
-        Ordering with ``create`` and later reads is kept by the single writer queue.
+        Ordering with ``create`` and later reads is kept by the single writer queue. A job this
+        store created (a live one) only has its state written; any other (a status report,
+        a job of the previous process) is written whole, inserted if it is new.
         """
         job.updated_at = self._clock()
-        self._submit(_Op(write=_row(job)))
+        if job.id in self._live:
+            self._submit(_Op(state=_state(job)))
+        else:
+            self._submit(_Op(write=_row(job)))
         if job.final:
             self._live.pop(job.id, None)
             self._remember(job)

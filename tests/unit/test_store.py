@@ -70,6 +70,30 @@ async def test_ops_of_one_loop_iteration_share_a_hand_off_and_a_commit(tmp_path:
         assert conn.execute("SELECT status FROM jobs").fetchall() == [("success",)]
 
 
+async def test_later_states_of_a_created_job_write_only_its_state(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    await store.open()
+    job = Job(id="s", client="c", containers=["a", "b"], data={"prompt": "x" * 1000})
+    await store.create(job)
+    job.data = {"changed": "in memory only"}  # the stored input must not be written again
+    job.results.append(ContainerResult("a", output={"step": 1}))
+    store.save(job)  # an intermediate result
+    job.results.append(ContainerResult("b", output={"step": 2}))
+    job.status = JobStatus.SUCCESS
+    store.save(job)
+    await store.flush()
+    assert (store._writer.rows_written, store._writer.states_written) == (1, 1)  # one per job
+    # A status report for an id the store never created is written whole.
+    report = Job(id="r", client="c", containers=["a"], status=JobStatus.SUCCESS)
+    store.save(report)
+    await store.close()
+    with sqlite3.connect(tmp_path / "jobs.sqlite") as conn:
+        rows = conn.execute("SELECT id, status, data, results FROM jobs ORDER BY id").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [("r", "success"), ("s", "success")]
+    assert orjson.loads(rows[1][2]) == {"prompt": "x" * 1000}
+    assert [r["output"] for r in orjson.loads(rows[1][3])] == [{"step": 1}, {"step": 2}]
+
+
 async def test_listings_read_indexes_not_the_table(tmp_path: Path) -> None:
     path = tmp_path / "jobs.sqlite"
     store = JobStore(path)
@@ -261,7 +285,7 @@ def test_cached_results_take_little_memory() -> None:
 
 
 async def test_batches_of_any_size_are_written_whole(tmp_path: Path) -> None:
-    """Rows go out in multi-row statements of 64/16/4/1: every batch size adds up."""
+    """Rows and states go out in multi-row statements of 64/16/4/1: every size adds up."""
     store = JobStore(tmp_path / "jobs.sqlite")
     await store.open()
     total = 0
@@ -279,5 +303,5 @@ async def test_batches_of_any_size_are_written_whole(tmp_path: Path) -> None:
             ).fetchall()
         )
         assert count == [("success", total)]
-    assert store._writer.rows_written == 2 * total
+    assert (store._writer.rows_written, store._writer.states_written) == (total, total)
     await store.close()

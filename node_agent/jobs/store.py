@@ -431,15 +431,20 @@ class JobStore:
         )
 
     def _submit(self, op: _Op) -> None:
-        """Queue ``op`` for the writer. Ops of one loop iteration travel together: one queue
-        hand-off (and at most one wake-up of the writer thread) instead of one per op."""
-        if not self._outbox:
+        """Queue ``op`` for the writer. An op someone waits for (a new job's commit, which its
+        client's reply waits on; a read) goes at once, with everything queued before it: held
+        to the end of the loop iteration it waited ~0.5 ms under load, half of its commit
+        latency. The others (later states of jobs) travel together at the end of the
+        iteration: one hand-off, at most one wake-up of the writer thread."""
+        if not self._outbox and op.future is None:
             loop = self._writer.loop
             if loop is None:
                 self._writer.ops.put([op])
                 return
             loop.call_soon(self._handoff)
         self._outbox.append(op)
+        if op.future is not None:
+            self._handoff()
 
     def _handoff(self) -> None:
         if self._outbox:

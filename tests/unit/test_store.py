@@ -13,9 +13,14 @@ from node_agent.jobs.model import ContainerResult, Job, JobStatus
 from node_agent.jobs.store import (
     _FINISHED_IDS,
     _RUNNING_IDS,
+    _SCHEMA,
     INTERRUPTED_ERROR,
     JobStore,
     _finished,
+    _Op,
+    _row,
+    _state,
+    _Writer,
 )
 
 
@@ -50,24 +55,46 @@ async def test_group_commit_and_reopen(tmp_path: Path) -> None:
     await reopened.close()
 
 
-async def test_ops_of_one_loop_iteration_share_a_hand_off_and_a_commit(tmp_path: Path) -> None:
-    """A job that ends before its creation is committed is written as one row, and its
-    creation is still acknowledged only by the commit."""
+async def test_waited_ops_go_at_once_and_states_at_the_end_of_the_iteration(
+    tmp_path: Path,
+) -> None:
+    """A creation (its client's reply waits on it) is handed to the writer at once; a later
+    state waits for the end of the loop iteration, and the commit still acknowledges the
+    creation."""
     store = JobStore(tmp_path / "jobs.sqlite")
     await store.open()
-    batches = store.commit_batches
     job = Job(id="quick", client="c", containers=["a"])
     committed = store.begin_create(job)
+    assert store._outbox == []
     job.results.append(ContainerResult("a", output={"done": True}))
     job.status = JobStatus.SUCCESS
     store.save(job)
+    assert [op.state is not None for op in store._outbox] == [True]
     assert not committed.done()
     await committed
-    assert store.commit_batches == batches + 1
-    assert store._writer.rows_written == 1  # the later state of the job won
     await store.close()
     with sqlite3.connect(tmp_path / "jobs.sqlite") as conn:
         assert conn.execute("SELECT status FROM jobs").fetchall() == [("success",)]
+
+
+def test_a_batch_writes_each_job_once_in_its_latest_state(tmp_path: Path) -> None:
+    """The writer's batch logic alone: a state after its row is folded into the row; a whole
+    row after a state replaces it."""
+    writer = _Writer(tmp_path / "jobs.sqlite", "normal")
+    conn = sqlite3.connect(writer.path, isolation_level=None)
+    conn.executescript(_SCHEMA)
+    fast = Job(id="fast", client="c", containers=["a"])
+    reported = Job(id="reported", client="c", containers=["a"])
+    ops = [_Op(write=_row(fast)), _Op(write=_row(reported))]
+    fast.status = reported.status = JobStatus.SUCCESS
+    ops += [_Op(state=_state(fast)), _Op(state=_state(reported))]
+    reported.status = JobStatus.FAILED
+    ops.append(_Op(write=_row(reported)))
+    writer._run_batch(conn, ops)
+    assert (writer.batches, writer.rows_written, writer.states_written) == (1, 2, 0)
+    rows = conn.execute("SELECT id, status FROM jobs ORDER BY id").fetchall()
+    assert rows == [("fast", "success"), ("reported", "failed")]
+    conn.close()
 
 
 async def test_later_states_of_a_created_job_write_only_its_state(tmp_path: Path) -> None:

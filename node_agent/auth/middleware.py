@@ -8,11 +8,10 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from node_agent.api.dispatch import RequestCheck
 from node_agent.auth.keys import ApiKeyAuthority, Principal, route_scope
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
-
-RequestCheck = Callable[[web.BaseRequest], None]
 
 
 def make_auth_check(

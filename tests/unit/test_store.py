@@ -15,6 +15,7 @@ from node_agent.jobs.store import (
     _RUNNING_IDS,
     _SCHEMA,
     INTERRUPTED_ERROR,
+    STATE_DELAY,
     JobStore,
     _finished,
     _Op,
@@ -75,6 +76,35 @@ async def test_waited_ops_go_at_once_and_states_at_the_end_of_the_iteration(
     await store.close()
     with sqlite3.connect(tmp_path / "jobs.sqlite") as conn:
         assert conn.execute("SELECT status FROM jobs").fetchall() == [("success",)]
+
+
+async def test_a_lone_state_is_written_after_the_state_delay(tmp_path: Path) -> None:
+    """A state that no waited op follows still reaches the disk, within STATE_DELAY plus a
+    commit; one that a waited op follows goes with it."""
+    store = JobStore(tmp_path / "jobs.sqlite")
+    await store.open()
+    job = Job(id="lone", client="c", containers=["a"])
+    await store.create(job)
+    job.status = JobStatus.SUCCESS
+    store.save(job)
+    reader = sqlite3.connect(tmp_path / "jobs.sqlite")
+
+    def stored() -> str:
+        return str(reader.execute("SELECT status FROM jobs WHERE id = 'lone'").fetchone()[0])
+
+    assert stored() == "running"
+    await asyncio.sleep(STATE_DELAY + 0.2)
+    assert stored() == "success"
+    batches = store.commit_batches
+    other = Job(id="other", client="c", containers=["a"])
+    await store.create(other)
+    other.status = JobStatus.FAILED
+    store.save(other)
+    await store.create(Job(id="next", client="c", containers=["a"]))  # takes the state along
+    assert store.commit_batches == batches + 2
+    assert reader.execute("SELECT status FROM jobs WHERE id = 'other'").fetchone() == ("failed",)
+    reader.close()
+    await store.close()
 
 
 def test_a_batch_writes_each_job_once_in_its_latest_state(tmp_path: Path) -> None:

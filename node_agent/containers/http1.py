@@ -126,6 +126,9 @@ class _Connection(asyncio.Protocol):
     """One TCP connection; at most one request in flight (no pipelining)."""
 
     def __init__(self) -> None:
+        # Made by loop.create_connection, so inside the loop. Kept: in Python 3.11 every
+        # get_running_loop() is a getpid() system call.
+        self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self._buffer = bytearray()
@@ -171,7 +174,7 @@ class _Connection(asyncio.Protocol):
 
     def send(self, data: bytes) -> asyncio.Future[tuple[Http1Response, bool]]:
         assert self.transport is not None
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = self._loop.create_future()
         self._waiter = waiter
         self._buffer.clear()
         self._head = None
@@ -259,17 +262,18 @@ class Http1Pool:
             if conn.closed:
                 continue
             try:
-                return await self._exchange(conn, payload, deadline)
+                return await self._exchange(loop, conn, payload, deadline)
             except _StaleConnection:
                 break
         conn = await self._connect()
         try:
-            return await self._exchange(conn, payload, deadline)
+            return await self._exchange(loop, conn, payload, deadline)
         except _StaleConnection:
             raise Http1Error("connection closed by the service before it answered") from None
 
-    async def _exchange(self, conn: _Connection, payload: bytes, deadline: float) -> Http1Response:
-        loop = asyncio.get_running_loop()
+    async def _exchange(
+        self, loop: asyncio.AbstractEventLoop, conn: _Connection, payload: bytes, deadline: float
+    ) -> Http1Response:
         waiter = conn.send(payload)
         timer = loop.call_at(deadline, _expire, waiter)
         try:

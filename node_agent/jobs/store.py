@@ -491,7 +491,8 @@ class JobStore:
         job.updated_at = now
         if live:
             self._live[job.id] = job
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = self._writer.loop or asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._submit(_Op(write=_row(job), future=future))
         return future
 

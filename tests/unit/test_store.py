@@ -8,7 +8,9 @@ import sqlite3
 from pathlib import Path
 
 import orjson
+import pytest
 
+from node_agent.jobs import store as store_module
 from node_agent.jobs.model import ContainerResult, Job, JobStatus
 from node_agent.jobs.store import (
     _FINISHED_IDS,
@@ -247,6 +249,23 @@ async def test_retention_walks_rows_in_creation_order(tmp_path: Path) -> None:
     assert await store.prune(max_age=1e9, max_count=4) == 0
     assert await store.list_ids("c", pending=None) == ["stuck", "j16", "j17", "j18", "j19"]
     assert await store.list_ids("c", pending=True) == ["stuck"]
+    await store.close()
+
+
+async def test_retention_deletes_in_chunks_of_one_batch_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "PRUNE_CHUNK", 3)
+    store = JobStore(tmp_path / "jobs.sqlite")
+    await store.open()
+    for i in range(10):
+        job = Job(id=f"k{i}", client="c", containers=["a"], status=JobStatus.SUCCESS)
+        await store.create(job, live=False)
+    batches = store.commit_batches
+    assert await store.prune(max_age=1e9, max_count=2) == 8
+    # One batch to find the rows, then 3 + 3 + 2: new jobs' commits can go in between.
+    assert store.commit_batches - batches == 4
+    assert await store.list_ids("c", pending=None) == ["k8", "k9"]
     await store.close()
 
 

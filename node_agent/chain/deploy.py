@@ -22,10 +22,11 @@ from typing import Any, cast
 import structlog
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.types import TxParams
 
 from node_agent.chain.tools import CONTRACTS_DIR, build_contracts
+from node_agent.chain.transport import web3_client
 from node_agent.errors import ConfigError, InternalError
 
 log = structlog.get_logger(__name__)
@@ -189,7 +190,7 @@ def _read_key(args: argparse.Namespace) -> str:
 async def _deploy_from_cli(args: argparse.Namespace, key: str) -> dict[str, Any]:
     if not args.no_build:
         await asyncio.to_thread(build_contracts)
-    w3 = AsyncWeb3(AsyncHTTPProvider(args.rpc_url, request_kwargs={"timeout": 30}))
+    w3 = web3_client(args.rpc_url)
     try:
         deployment = await deploy_contracts(w3, key)
         result: dict[str, Any] = deployment.to_dict()

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from node_agent.chain.deploy import Deployment, ExampleConsumers, deploy_contracts, deploy_examples
 from node_agent.chain.tools import find_tool
+from node_agent.chain.transport import web3_client
 
 DEPLOYER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 NODE_KEYS = (
@@ -113,7 +113,7 @@ async def deploy_devnet(
 
     The delegator example accepts signatures of ``DELEGATE_SIGNER_KEY``. Needs ``forge build``.
     """
-    w3 = AsyncWeb3(AsyncHTTPProvider(url, request_kwargs={"timeout": 30}))
+    w3 = web3_client(url)
     try:
         deployment = await deploy_contracts(w3, DEPLOYER_KEY)
         examples = await deploy_examples(

@@ -15,11 +15,12 @@ from typing import Any, TypeVar, cast
 
 import aiohttp
 import structlog
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
 from node_agent.chain.abi import Function
 from node_agent.chain.errors import ChainUnavailable, Reverted
+from node_agent.chain.transport import web3_client
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -58,16 +59,7 @@ class Rpc:
         self.attempts = attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self._clients = [
-            AsyncWeb3(
-                AsyncHTTPProvider(
-                    url,
-                    request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)},
-                    exception_retry_configuration=None,
-                )
-            )
-            for url in self.urls
-        ]
+        self._clients = [web3_client(url, timeout=timeout) for url in self.urls]
         self._preferred = 0
         self.calls = 0
         self.failures = 0

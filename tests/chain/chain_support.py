@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from eth_account import Account
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 
 from node_agent.chain.deploy import Deployment as DevnetDeployment
@@ -29,6 +29,7 @@ from node_agent.chain.devnet import (
 )
 from node_agent.chain.service import ChainService
 from node_agent.chain.tools import build_contracts
+from node_agent.chain.transport import web3_client
 from node_agent.jobs.model import ContainerResult
 from node_agent.jobs.pipeline import PipelineOutcome
 
@@ -74,7 +75,7 @@ class Chain:
     """Deploys and drives contracts from the deployer account (key 0)."""
 
     def __init__(self, url: str) -> None:
-        self.w3 = AsyncWeb3(AsyncHTTPProvider(url))
+        self.w3 = web3_client(url)
         self.account = Account.from_key(KEYS[0])
 
     async def transact(self, tx: dict[str, Any]) -> dict[str, Any]:
@@ -347,7 +348,7 @@ class Devnet:
 @pytest.fixture
 async def devnet(anvil: Anvil) -> AsyncIterator[Devnet]:
     deployment, examples = await deploy_devnet(anvil.url, subscription_inputs=b"hi")
-    w3 = AsyncWeb3(AsyncHTTPProvider(anvil.url, request_kwargs={"timeout": 30}))
+    w3 = web3_client(anvil.url)
     yield Devnet(anvil, w3, deployment, examples)
     await w3.provider.disconnect()
 

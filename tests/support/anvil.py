@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account import Account
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 from web3.contract.async_contract import AsyncContractFunction
 from web3.types import TxReceipt
@@ -33,6 +33,7 @@ from node_agent.chain.devnet import (
     start_anvil,
 )
 from node_agent.chain.tools import build_contracts
+from node_agent.chain.transport import web3_client
 
 __all__ = [
     "DELEGATE_SIGNER_KEY",
@@ -53,7 +54,7 @@ class DeployedChain:
 
     def web3(self) -> AsyncWeb3[Any]:
         """A fresh AsyncWeb3 for the calling event loop."""
-        return AsyncWeb3(AsyncHTTPProvider(self.anvil.url, request_kwargs={"timeout": 10}))
+        return web3_client(self.anvil.url, timeout=10)
 
     def contract(self, w3: AsyncWeb3[Any], name: str, address: str) -> AsyncContract:
         return w3.eth.contract(address=w3.to_checksum_address(address), abi=load_artifact(name).abi)

@@ -175,10 +175,14 @@ class ResultCollector:
         # job id -> (its future, its deadline); insertion order is deadline order
         self.waiting: dict[str, tuple[asyncio.Future[dict[str, Any]], float]] = {}
         self.wake = asyncio.Event()
+        self.crashed: str | None = None
 
     def expect(self, job_id: str) -> asyncio.Future[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        if self.crashed is not None:  # nobody would ever poll for it
+            future.set_exception(RuntimeError(self.crashed))
+            return future
         self.waiting[job_id] = (future, loop.time() + self.plan.request_timeout)
         self.wake.set()
         return future
@@ -186,8 +190,9 @@ class ResultCollector:
     async def run(self) -> None:
         try:
             await self._poll_forever()
-        except Exception as exc:  # whoever waits must hear of it, not hang
-            self._fail(list(self.waiting), f"collector crashed: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # whoever waits, now or later, must hear of it, not hang
+            self.crashed = f"collector crashed: {type(exc).__name__}: {exc}"
+            self._fail(list(self.waiting), self.crashed)
             raise
 
     async def _poll_forever(self) -> None:

@@ -229,8 +229,7 @@ def run_scenarios(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                 extra += ["--containers", ",".join(chain), "--scenario", scenario]
                 extra += ["--results", results]
                 reports[scenario] = loadgen.measure(loadgen.parse_args(loadgen_args(args, *extra)))
-        published = f"http://127.0.0.1:{echo_port}"
-        bridge = f"http://{echo_bridge_address(echo_port)}:3000"
+        published, bridge = echo_urls(echo_port)
         for scenario, direct in (("direct-echo", published), ("direct-echo-bridge", bridge)):
             extra = ["--target", "direct", "--url", direct, "--scenario", scenario]
             reports[scenario] = loadgen.measure(loadgen.parse_args(loadgen_args(args, *extra)))
@@ -280,6 +279,15 @@ def interleaved_share(
     ceilings = sum(r["direct"] for r in rows)
     share = {m: round(sum(r[m] for r in rows) / ceilings, 3) for m in SHARE_MODES}
     return {"concurrency": concurrency, "duration_s": duration, "rounds": rows, "share": share}
+
+
+def echo_urls(published_port: int) -> tuple[str, str]:
+    """The agent's echo container called directly: through its published port, and on its
+    Docker network address (the way the agent calls it)."""
+    return (
+        f"http://127.0.0.1:{published_port}",
+        f"http://{echo_bridge_address(published_port)}:3000",
+    )
 
 
 def echo_bridge_address(published_port: int) -> str:

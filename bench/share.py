@@ -39,11 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="node-agent-share-") as tmp,
         run.running_agent(args, Path(tmp)) as (url, _pid, echo_port),
     ):
-        published = f"http://127.0.0.1:{echo_port}"
-        bridge = f"http://{run.echo_bridge_address(echo_port)}:3000"
         measured = run.interleaved_share(
             url,
-            (published, bridge),
+            run.echo_urls(echo_port),
             rounds=args.rounds,
             duration=args.duration,
             concurrency=args.concurrency,

@@ -30,23 +30,13 @@ class IdSource:
         self._offset += count
         return raw
 
-    def uuid4(self) -> str:
-        raw = self._random(16)
-        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
-        return _text(raw)
-
-    def uuid7(self, now_ns: int | None = None) -> str:
-        millis = (time.time_ns() if now_ns is None else now_ns) // 1_000_000
+    def uuid7(self) -> str:
+        millis = time.time_ns() // 1_000_000
         raw = bytearray(millis.to_bytes(6, "big")) + self._random(10)
         raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
         raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
-        return _text(raw)
-
-
-def _text(raw: bytearray) -> str:
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        h = raw.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _ids = IdSource()

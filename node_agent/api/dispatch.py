@@ -35,7 +35,6 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 RequestCheck = Callable[[web.BaseRequest], None]
-Dispatcher = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 CLIENT_IP: web.RequestKey[IpAddress] = web.RequestKey("client_ip")
 UNLIMITED_PATHS = frozenset({"/api/status", "/metrics"})
@@ -86,7 +85,7 @@ def make_dispatcher(
     is_draining: Callable[[], bool],
     checks: Sequence[RequestCheck] = (),
     clock: Callable[[], float] = time.monotonic,
-) -> Dispatcher:
+) -> Handler:
     """``checks`` run after identity, drain and rate limiting, before the handler (the API-key
     check is one); whatever they raise is answered here like any other error."""
     limiters: dict[str, GcraLimiter] = {}

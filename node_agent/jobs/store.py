@@ -412,7 +412,7 @@ class JobStore:
         self._recent_cache_size = recent_cache_size
         self._final_waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self._outbox: list[_Op] = []
-        self._state_timer = False  # a hand-off of queued states is scheduled
+        self._state_timer: asyncio.TimerHandle | None = None  # the queued states' hand-off
         self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -427,7 +427,10 @@ class JobStore:
         if self._closed:
             return
         self._closed = True
-        self._handoff()
+        if self._state_timer is not None:
+            self._state_timer.cancel()
+            self._state_timer = None
+        self._handoff()  # the queued states go now, ahead of the stop
         self._writer.ops.put([_STOP])
         await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
         log.info(
@@ -446,16 +449,15 @@ class JobStore:
         if op.future is not None:
             self._handoff()
             return
-        if not self._state_timer:
+        if self._state_timer is None:
             loop = self._writer.loop
             if loop is None:
                 self._handoff()
                 return
-            self._state_timer = True
-            loop.call_later(STATE_DELAY, self._handoff_states)
+            self._state_timer = loop.call_later(STATE_DELAY, self._handoff_states)
 
     def _handoff_states(self) -> None:
-        self._state_timer = False
+        self._state_timer = None
         self._handoff()
 
     def _handoff(self) -> None:

@@ -97,24 +97,17 @@ def test_agent_mode_counts_refused_submissions_as_errors(echo_url: str, tmp_path
 async def test_agent_mode_reads_every_result(echo_url: str, results: str, tmp_path: Path) -> None:
     """Against a real agent: every submitted job is seen final, with one GET per job or with
     the collectors' shared long-polls (fewer GETs than jobs)."""
-    from node_agent.daemon import Daemon
-    from tests.support.agent import make_config
+    from tests.support.agent import running_agent
 
-    config = make_config(
-        {"manage_containers": False, "containers": [{"id": "echo", "url": echo_url}]}
-    )
-    daemon = Daemon(config, tmp_path / "state")
-    await daemon.start()
-    try:
+    raw = {"manage_containers": False, "containers": [{"id": "echo", "url": echo_url}]}
+    async with running_agent(raw, tmp_path / "state") as (_, url):
         process = await asyncio.create_subprocess_exec(
             sys.executable, str(ROOT / "bench" / "loadgen.py"), "--target", "agent",
-            "--url", f"http://127.0.0.1:{daemon.port}", "--concurrency", "1,8",
+            "--url", url, "--concurrency", "1,8",
             "--duration", "0.6", "--warmup", "0.1", "--results", results,
             "--results-dir", str(tmp_path), "--scenario", "t",
         )  # fmt: skip
         assert await process.wait() == 0
-    finally:
-        await daemon.stop()
     report = json.loads((tmp_path / "latest.json").read_text())["t"]
     assert report["results_read"] == results
     for row in report["results"]:
@@ -141,3 +134,21 @@ async def test_collector_fails_jobs_past_their_deadline_oldest_first() -> None:
     with pytest.raises(RuntimeError, match="no final result within 2 s"):
         old.result()
     assert not new.done() and list(collector.waiting) == ["new"]
+
+
+async def test_a_crashed_collector_fails_every_job_it_holds_and_every_later_one() -> None:
+    """A bug in the collector (here: no session, so its first poll raises) must not leave
+    workers waiting forever: the jobs it holds fail, and jobs handed to it later fail at once."""
+    plan = loadgen.LevelPlan(
+        target="agent", url="http://127.0.0.1:9", containers=("echo",), concurrency=1,
+        duration=1, warmup=0, payload={}, wait=5, request_timeout=2.0, results="batched",
+    )  # fmt: skip
+    collector = loadgen.ResultCollector(None, plan, loadgen.LevelTally())  # type: ignore[arg-type]
+    held = collector.expect("held")  # session None: the first poll raises AttributeError
+    with pytest.raises(AttributeError):
+        await collector.run()
+    with pytest.raises(RuntimeError, match="collector crashed"):
+        held.result()
+    later = collector.expect("later")
+    with pytest.raises(RuntimeError, match="collector crashed: AttributeError"):
+        later.result()

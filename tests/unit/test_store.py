@@ -58,12 +58,10 @@ async def test_group_commit_and_reopen(tmp_path: Path) -> None:
     await reopened.close()
 
 
-async def test_waited_ops_go_at_once_and_states_at_the_end_of_the_iteration(
-    tmp_path: Path,
-) -> None:
+async def test_waited_ops_go_at_once_and_states_wait_for_a_ride(tmp_path: Path) -> None:
     """A creation (its client's reply waits on it) is handed to the writer at once; a later
-    state waits for the end of the loop iteration, and the commit still acknowledges the
-    creation."""
+    state stays queued (for the next waited op or STATE_DELAY), and the commit still
+    acknowledges the creation."""
     store = JobStore(tmp_path / "jobs.sqlite")
     await store.open()
     job = Job(id="quick", client="c", containers=["a"])
@@ -80,15 +78,20 @@ async def test_waited_ops_go_at_once_and_states_at_the_end_of_the_iteration(
         assert conn.execute("SELECT status FROM jobs").fetchall() == [("success",)]
 
 
+async def created_then_finished(store: JobStore, job_id: str) -> None:
+    """A job committed as running, then its final state queued (not yet written)."""
+    job = Job(id=job_id, client="c", containers=["a"])
+    await store.create(job)
+    job.status = JobStatus.SUCCESS
+    store.save(job)
+
+
 async def test_a_lone_state_is_written_after_the_state_delay(tmp_path: Path) -> None:
     """A state that no waited op follows still reaches the disk, within STATE_DELAY plus a
     commit; one that a waited op follows goes with it."""
     store = JobStore(tmp_path / "jobs.sqlite")
     await store.open()
-    job = Job(id="lone", client="c", containers=["a"])
-    await store.create(job)
-    job.status = JobStatus.SUCCESS
-    store.save(job)
+    await created_then_finished(store, "lone")
     reader = sqlite3.connect(tmp_path / "jobs.sqlite")
 
     def stored() -> str:
@@ -107,6 +110,17 @@ async def test_a_lone_state_is_written_after_the_state_delay(tmp_path: Path) -> 
     assert reader.execute("SELECT status FROM jobs WHERE id = 'other'").fetchone() == ("failed",)
     reader.close()
     await store.close()
+
+
+async def test_close_writes_queued_states_and_drops_their_timer(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    await store.open()
+    await created_then_finished(store, "last")
+    assert store._state_timer is not None
+    await store.close()
+    assert store._state_timer is None
+    with sqlite3.connect(tmp_path / "jobs.sqlite") as conn:
+        assert conn.execute("SELECT status FROM jobs").fetchall() == [("success",)]
 
 
 def test_a_batch_writes_each_job_once_in_its_latest_state(tmp_path: Path) -> None:

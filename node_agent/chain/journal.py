@@ -28,6 +28,10 @@ SKIPPED = "skipped"
 FAILED = "failed"
 FINAL_STATES = frozenset({SENT, CONFIRMED, REVERTED, SKIPPED})
 
+# Subscriptions discovery passed over (refused by the guardian, or failed to decode/screen):
+# kept for operators, newest first, at most this many rows (anyone can create them on-chain).
+SKIPPED_KEPT = 1000
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -43,6 +47,8 @@ CREATE TABLE IF NOT EXISTS txs (
     tx_hash TEXT PRIMARY KEY, sub_key TEXT NOT NULL, interval INTEGER NOT NULL,
     nonce INTEGER NOT NULL, raw TEXT NOT NULL, gas INTEGER NOT NULL, max_fee INTEGER NOT NULL,
     priority_fee INTEGER NOT NULL, sent_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS skipped_subscriptions (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL);
 """
 
 
@@ -57,6 +63,15 @@ class TxRecord:
     max_fee: int
     priority_fee: int
     sent_at: float
+
+
+@dataclass(frozen=True)
+class SkippedSubscription:
+    """A subscription id discovery moved past without tracking it, and why."""
+
+    sub_id: int
+    kind: str  # "rejected" (guardian rule) or "failed" (decode/screen raised)
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -127,15 +142,30 @@ class Journal:
     # --- tracked subscriptions ---------------------------------------------------------------
 
     async def save_subscriptions(
-        self, subs: list[tuple[int, dict[str, Any], tuple[str, ...]]], cursor: int | None = None
+        self,
+        subs: list[tuple[int, dict[str, Any], tuple[str, ...]]],
+        cursor: int | None = None,
+        skipped: list[SkippedSubscription] | None = None,
     ) -> None:
-        """Track subscriptions and (atomically) move the sync cursor."""
+        """Track subscriptions, record the skipped ones and (atomically) move the sync cursor."""
 
         def q(db: sqlite3.Connection) -> None:
             db.executemany(
                 "INSERT OR REPLACE INTO subscriptions(id, data, containers) VALUES(?, ?, ?)",
                 [(sid, json.dumps(data), json.dumps(list(chain))) for sid, data, chain in subs],
             )
+            if skipped:
+                now = time.time()
+                db.executemany(
+                    "INSERT OR REPLACE INTO skipped_subscriptions(id, kind, reason, at)"
+                    " VALUES(?, ?, ?, ?)",
+                    [(s.sub_id, s.kind, s.reason, now) for s in skipped],
+                )
+                db.execute(
+                    "DELETE FROM skipped_subscriptions WHERE id <= "
+                    "(SELECT id FROM skipped_subscriptions ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (SKIPPED_KEPT,),
+                )
             if cursor is not None:
                 db.execute(
                     "INSERT INTO meta(key, value) VALUES('sync_cursor', ?) "
@@ -144,6 +174,18 @@ class Journal:
                 )
 
         await self._run(q)
+
+    async def skipped_subscriptions(self, limit: int = SKIPPED_KEPT) -> list[SkippedSubscription]:
+        """The most recently skipped subscriptions, newest (highest id) first."""
+
+        def q(db: sqlite3.Connection) -> list[SkippedSubscription]:
+            rows = db.execute(
+                "SELECT id, kind, reason FROM skipped_subscriptions ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [SkippedSubscription(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+        return await self._run(q)
 
     async def drop_subscription(self, sub_id: int) -> None:
         await self._run(lambda db: db.execute("DELETE FROM subscriptions WHERE id=?", (sub_id,)))

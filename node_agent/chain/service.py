@@ -3,14 +3,15 @@
 Loops (each supervised: a failure is logged and the loop restarts with backoff, never the
 daemon): connect (Registry → Coordinator/Reader, chain id), sync (new subscription ids),
 schedule (one pass per new block: due work → deliveries), confirm (receipts, re-broadcast,
-replacement).
+replacement). Each step of the last three reports to a ``FailureStreak``: a loop that keeps
+failing turns ``checks.chain`` unhealthy until it recovers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from node_agent.chain import journal as jr
 from node_agent.chain.delivery import GWEI, FeePolicy, GasTooHigh, Sender
 from node_agent.chain.errors import BENIGN, TERMINAL, ChainUnavailable, Reverted
 from node_agent.chain.guardian import Rejection, check_subscription
+from node_agent.chain.health import FailureStreak, chain_health
 from node_agent.chain.outputs import OutputError, encode_output
 from node_agent.chain.rpc import Rpc, backoff_delays
 from node_agent.chain.runner import OFFCHAIN, ONCHAIN, JobRunner
@@ -35,6 +37,7 @@ from node_agent.errors import AccessDenied, BadRequest, GuardianRejection, Overl
 log = structlog.get_logger(__name__)
 
 STATE_FILE = "chain.sqlite"
+SYNC, SCHEDULE, CONFIRM = "chain-sync", "chain-schedule", "chain-confirm"
 
 
 @dataclass
@@ -88,6 +91,7 @@ class ChainService:
         self._full: set[tuple[int, int]] = set()
         self._inflight: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._streaks = {name: FailureStreak(name) for name in (SYNC, SCHEDULE, CONFIRM)}
         self._ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -150,9 +154,9 @@ class ChainService:
         return len(self._inflight) + len(self._delegated)
 
     def health(self) -> dict[str, Any]:
-        """For /health: degraded while not connected or when the head is not advancing."""
-        status = "ok" if self._ready.is_set() and self.head is not None else "degraded"
-        return {"status": status, **self.status()}
+        """For /health: degraded while not connected, unhealthy while a loop keeps failing."""
+        connected = self._ready.is_set() and self.head is not None
+        return {**chain_health(connected, self._streaks.values()), **self.status()}
 
     def status(self) -> dict[str, Any]:
         synced = self.sync.synced_block if self.sync else None
@@ -167,11 +171,13 @@ class ChainService:
             "lag": None if self.head is None or synced is None else max(self.head - synced, 0),
             "scheduled_block": self.scheduled_block,
             "tracked_subscriptions": len(self._subs),
+            "skipped_subscriptions": self.sync.skipped if self.sync else 0,
             "delegated_subscriptions": len(self._delegated),
             "deliveries_in_flight": len(self._inflight),
             "rpc_calls": self.rpc.calls,
             "rpc_failures": self.rpc.failures,
             "last_error": self.last_error,
+            "loop_failures": {name: streak.count for name, streak in self._streaks.items()},
         }
 
     def _spawn(self, name: str, loop: Callable[[], Awaitable[None]], *, restart: bool) -> None:
@@ -181,6 +187,7 @@ class ChainService:
         self, name: str, loop: Callable[[], Awaitable[None]], restart: bool
     ) -> None:
         delay = backoff_delays(0.5, 30.0)
+        streak = self._streaks.get(name)
         while not self._stopping.is_set():
             try:
                 await loop()
@@ -191,8 +198,23 @@ class ChainService:
             except Exception as exc:
                 self.last_error = f"{name}: {type(exc).__name__}: {exc}"[:300]
                 log.error("chain_task_failed", task=name, error=self.last_error)
+            if streak is not None and streak.count <= 1:
+                delay = backoff_delays(0.5, 30.0)  # a first failure after steps that worked
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay())
+
+    @contextlib.contextmanager
+    def _step(self, name: str) -> Iterator[None]:
+        """Report one loop step's outcome to its streak (the exception still propagates)."""
+        streak = self._streaks[name]
+        try:
+            yield
+        except Exception as exc:
+            if streak.failed(f"{type(exc).__name__}: {exc}"[:300]):
+                log.error("chain_loop_unhealthy", task=name, reason=streak.reason())
+            raise
+        if streak.succeeded():
+            log.info("chain_loop_recovered", task=name)
 
     async def _connect(self) -> None:
         assert self.chain.registry_address and self.key
@@ -230,9 +252,9 @@ class ChainService:
         await self.sync.load()
         self._ready.set()
         log.info("chain_connected", chain_id=self.chain_id, coordinator=self.coordinator)
-        self._spawn("chain-sync", self._sync_loop, restart=True)
-        self._spawn("chain-schedule", self._schedule_loop, restart=True)
-        self._spawn("chain-confirm", self._confirm_loop, restart=True)
+        self._spawn(SYNC, self._sync_loop, restart=True)
+        self._spawn(SCHEDULE, self._schedule_loop, restart=True)
+        self._spawn(CONFIRM, self._confirm_loop, restart=True)
 
     async def _sleep(self, seconds: float) -> bool:
         """Wait ``seconds`` or until woken; True when woken (new subscriptions, new work)."""
@@ -248,7 +270,9 @@ class ChainService:
         assert self.sync is not None
         period = self.chain.snapshot_sync.sync_period
         while not self._stopping.is_set():
-            for sub_id, sub, chain in await self.sync.step():
+            with self._step(SYNC):
+                accepted = await self.sync.step()
+            for sub_id, sub, chain in accepted:
                 self._subs.setdefault(sub_id, sub)
                 self._chains.setdefault(sub_id, chain)
             self._known_block = self.sync.synced_block
@@ -260,15 +284,16 @@ class ChainService:
         last_block = -1
         woken = True
         while not self._stopping.is_set():
-            number, now, _ = await self.rpc.head()
-            self.head, self.head_time = number, now
-            if number != last_block or woken or self._wake.is_set():
-                last_block = number
-                known = self._known_block
-                self._wake.clear()
-                await self._schedule(now)
-                if known is not None:
-                    self.scheduled_block = min(number, known)
+            with self._step(SCHEDULE):
+                number, now, _ = await self.rpc.head()
+                self.head, self.head_time = number, now
+                if number != last_block or woken or self._wake.is_set():
+                    last_block = number
+                    known = self._known_block
+                    self._wake.clear()
+                    await self._schedule(now)
+                    if known is not None:
+                        self.scheduled_block = min(number, known)
             woken = await self._sleep(period)
 
     async def _schedule(self, now: int) -> None:
@@ -363,24 +388,25 @@ class ChainService:
         assert self.sender is not None
         period = self.chain.snapshot_sync.sync_period
         while not self._stopping.is_set():
-            pending = await self.journal.unconfirmed()
-            if pending:
-                head, _, base_fee = await self.rpc.head()
-                for (key, interval), txs in pending.items():
-                    state = await self.sender.check(txs, head, base_fee)
-                    if state is not None:
-                        await self.journal.mark(key, interval, state)
-                        log.info(
-                            "delivery_final",
-                            sub=key,
-                            interval=interval,
-                            state=state,
-                            tx=txs[-1].tx_hash,
-                        )
-                        if key.startswith("d:"):
-                            await self._resolve_delegated(key, interval, state)
-                        elif state == jr.CONFIRMED:
-                            await self._untrack_if_last(int(key[2:]), interval)
+            with self._step(CONFIRM):
+                pending = await self.journal.unconfirmed()
+                if pending:
+                    head, _, base_fee = await self.rpc.head()
+                    for (key, interval), txs in pending.items():
+                        state = await self.sender.check(txs, head, base_fee)
+                        if state is not None:
+                            await self.journal.mark(key, interval, state)
+                            log.info(
+                                "delivery_final",
+                                sub=key,
+                                interval=interval,
+                                state=state,
+                                tx=txs[-1].tx_hash,
+                            )
+                            if key.startswith("d:"):
+                                await self._resolve_delegated(key, interval, state)
+                            elif state == jr.CONFIRMED:
+                                await self._untrack_if_last(int(key[2:]), interval)
             await asyncio.sleep(period)
 
     # --- delivery ------------------------------------------------------------------------

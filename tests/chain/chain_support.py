@@ -235,7 +235,16 @@ class TcpProxy:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
-def node_config(registry: str, key: str, rpc_url: str, state: Path, **chain: Any) -> Any:
+def node_config(
+    registry: str,
+    key: str,
+    rpc_url: str,
+    state: Path,
+    *,
+    containers: Sequence[dict[str, Any]] = (),
+    **chain: Any,
+) -> Any:
+    """A node serving the test containers (plus ``containers``) from ``registry``."""
     from node_agent.config import parse_config
 
     raw = {
@@ -250,6 +259,7 @@ def node_config(registry: str, key: str, rpc_url: str, state: Path, **chain: Any
                 "url": "http://unused",
                 "allowed_delegate_addresses": ["0x000000000000000000000000000000000000dead"],
             },
+            *containers,
         ],
         "agent": {"state_dir": str(state)},
         "chain": {
@@ -289,14 +299,20 @@ async def settle(node: ChainService, dep: Deployment) -> None:
 
 
 async def start_node(
-    dep: Deployment, runner: HttpRunner, key: str, state: Path, rpc_url: str | None = None
+    dep: Deployment,
+    runner: HttpRunner,
+    key: str,
+    state: Path,
+    rpc_url: str | None = None,
+    *,
+    containers: Sequence[dict[str, Any]] = (),
 ) -> ChainService:
     url = rpc_url or str(dep.chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
     address = Account.from_key(key).address
     await dep.chain.w3.provider.make_request(  # type: ignore[arg-type]
         "anvil_setBalance", [address, hex(10**20)]
     )
-    config = node_config(dep.registry.address, key, url, state)
+    config = node_config(dep.registry.address, key, url, state, containers=containers)
     service = ChainService(config, state, runner)
     await service.start()
     return service

@@ -95,7 +95,7 @@ async def test_redundancy_two_nodes_and_restart_never_redelivers(
         await second.stop(1)
 
 
-async def test_rpc_outage_is_survived(
+async def test_rpc_outage_is_survived_and_reported(
     deployment: Deployment, service_container: HttpRunner, tmp_path: Path, anvil: Any
 ) -> None:
     dep = deployment
@@ -114,9 +114,18 @@ async def test_rpc_outage_is_survived(
             lambda: is_true(node.status()["rpc_failures"] > 0 and node.status()["last_error"]),
             what="RPC failures noticed",
         )
+        # Failing step after step, the loops turn checks.chain unhealthy, naming the loop.
+        await eventually(
+            lambda: is_true("chain-sync failed" in node.health().get("reason", "")),
+            what="sync loop reported unhealthy",
+        )
+        assert node.health()["status"] == "unhealthy"
+        assert "times in a row: ChainUnavailable" in node.health()["reason"]
         assert await deliveries(consumer) == 0
         await proxy.start()  # same port again
         await eventually(lambda: equals(deliveries(consumer), 1))
+        await eventually(lambda: is_true(node.health()["status"] == "ok"), what="recovered")
+        assert "reason" not in node.health()
         assert node.status()["ready"]
     finally:
         await node.stop(1)

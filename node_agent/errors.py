@@ -45,6 +45,13 @@ class BadRequest(NodeAgentError):
     default_message = "Bad request"
 
 
+class InvalidJson(BadRequest):
+    """A body outside the node's JSON policy (``node_agent.jsonpolicy``): malformed, or one
+    the node could not store and send back intact."""
+
+    default_message = "Invalid JSON body"
+
+
 class Unauthorized(NodeAgentError):
     status = 401
     default_message = "Unauthorized"

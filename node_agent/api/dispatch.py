@@ -125,6 +125,10 @@ def make_dispatcher(
             response = await routes.resolve(request.method, path)(request)
         except NodeAgentError as exc:
             response = error_response(exc)
+            if request.content.exception() is not None:
+                # The body broke off (a decoding error): the connection cannot carry another
+                # request, so the client is told not to reuse it.
+                response.force_close()
         except web.HTTPException as exc:
             response = error_response(map_http_exception(exc, request))
         except Exception:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any, Literal
 
-import orjson
 import structlog
 from aiohttp import web
 
-from node_agent import INFERNET_COMPAT_VERSION, __version__
+from node_agent import INFERNET_COMPAT_VERSION, __version__, jsonpolicy
 from node_agent.api.context import NodeContext
 from node_agent.api.dispatch import CLIENT_IP
 from node_agent.api.identity import is_local
@@ -42,20 +40,26 @@ async def read_json(request: web.BaseRequest, *, force: bool = False) -> Any:
             raise UnsupportedMediaType(
                 "Unsupported content type", {"content_type": ctype, "expected": "application/json"}
             )
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError as exc:
+        # A body that does not decode (bad gzip/deflate, broken framing) is the client's
+        # error. The rest of it is unreadable: end it here, or aiohttp would try to drain it
+        # after the answer (the dispatcher closes the connection).
+        request.content.feed_eof()
+        cause = exc.__cause__ or exc
+        problem = getattr(cause, "message", None) or str(cause)
+        encoding = request.headers.get("Content-Encoding")
+        if encoding:
+            raise BadRequest(
+                "Invalid request body encoding",
+                {"content_encoding": encoding, "problem": problem},
+            ) from None
+        raise BadRequest("Invalid request body", {"problem": problem}) from None
     if not raw:
         raise BadRequest("Invalid JSON body", {"problem": "empty body"})
-    # orjson turns integers beyond 64 bits into floats; delegated subscriptions carry 256-bit
-    # r and s, so those bodies (rare) go through the standard library parser.
-    if b'"signature"' not in raw:
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise BadRequest("Invalid JSON body", {"problem": str(exc)}) from None
+    # One policy for what the node accepts, stores and sends back (node_agent.jsonpolicy).
+    return jsonpolicy.loads(raw)
 
 
 class Handlers:
@@ -200,21 +204,25 @@ class Handlers:
         job, chunks = await self.ctx.jobs.open_stream(
             self.ctx.client_key(ip), ip, job_req.containers, job_req.data, job_req.requires_proof
         )
-        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        # The client takes the whole first chunk it receives as the job id: send it alone.
-        await response.write(f"{job.id}\n".encode())
         try:
-            async for chunk in chunks:
-                await response.write(chunk)
-            await response.write_eof()
-        except NodeAgentError as exc:
-            # Headers are gone: the stream just ends; the job record carries the error.
-            log.warning("stream_failed", job_id=job.id, error=exc.error)
-            await response.write_eof()
-        except ConnectionError:
-            log.info("stream_client_gone", job_id=job.id)
+            # No length: aiohttp frames the body chunked for HTTP/1.1 and, for HTTP/1.0
+            # (where chunked is forbidden), by closing the connection at its end.
+            response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+            await response.prepare(request)
+            # The client takes the whole first chunk it receives as the job id: send it alone.
+            await response.write(f"{job.id}\n".encode())
+            try:
+                async for chunk in chunks:
+                    await response.write(chunk)
+                await response.write_eof()
+            except NodeAgentError as exc:
+                # Headers are gone: the stream just ends; the job record carries the error.
+                log.warning("stream_failed", job_id=job.id, error=exc.error)
+                await response.write_eof()
+            except ConnectionError:
+                log.info("stream_client_gone", job_id=job.id)
+        finally:
+            await chunks.aclose()  # on every path: frees the job's slots, ends the job
         return response
 
     async def get_jobs(self, request: web.BaseRequest) -> web.Response:

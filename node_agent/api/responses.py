@@ -1,12 +1,13 @@
-"""JSON responses: one encoder (orjson) and one shape for every error."""
+"""JSON responses: one encoder (``jsonpolicy.dumps``: orjson, big integers exact) and one
+shape for every error."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
+from node_agent import jsonpolicy
 from node_agent.errors import NodeAgentError
 
 
@@ -14,7 +15,7 @@ def json_response(
     body: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+        body=jsonpolicy.dumps(body), status=status, content_type="application/json", headers=headers
     )
 
 

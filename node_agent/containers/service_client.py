@@ -15,13 +15,14 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from node_agent import jsonpolicy
 from node_agent.containers.http1 import (
     Http1ConnectTimeout,
     Http1Error,
     Http1Pool,
     request_head,
 )
-from node_agent.errors import ContainerError, ContainerUnreachable
+from node_agent.errors import ContainerError, ContainerUnreachable, InvalidJson
 
 _ERROR_BODY_PREVIEW = 300
 
@@ -107,7 +108,7 @@ class ServiceClient:
         try:
             async with self._session.post(
                 endpoint.output_url,
-                data=orjson.dumps(body),
+                data=jsonpolicy.dumps(body),
                 headers=endpoint.headers,
                 timeout=timeout,
             ) as resp:
@@ -128,16 +129,18 @@ class ServiceClient:
     async def call(self, endpoint: ServiceEndpoint, body: dict[str, Any]) -> Any:
         """POST the job to the container and return its JSON output (2xx + JSON only)."""
         if endpoint.direct_headers is not None:
-            raw = await self._call_direct(endpoint, orjson.dumps(body))
+            raw = await self._call_direct(endpoint, jsonpolicy.dumps(body))
         else:
             async with self._post(endpoint, body, endpoint.call_timeout) as r:
                 raw = await r.read()
         try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            # The node's JSON policy: an output it accepts, it can store, list and deliver.
+            return jsonpolicy.loads(raw)
+        except InvalidJson as exc:
+            problem = (exc.params or {}).get("problem", "")
             raise ContainerError(
-                f"container {endpoint.container_id} answered with a body that is not JSON: "
-                f"{_preview(raw)}"
+                f"container {endpoint.container_id} answered with a body that is not JSON "
+                f"the node accepts ({problem}): {_preview(raw)}"
             ) from None
 
     def _pool(self, endpoint: ServiceEndpoint) -> Http1Pool:
@@ -196,7 +199,7 @@ class ServiceClient:
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as resp:
             resp.raise_for_status()
-            return orjson.loads(await resp.read())
+            return jsonpolicy.loads(await resp.read())
 
     async def probe(self, base_url: str, timeout: float) -> bool:
         """True when anything answers HTTP at ``base_url`` (readiness, not health)."""

@@ -7,9 +7,10 @@ yes to therefore always has a record, and always ends with a final status.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import structlog
@@ -25,6 +26,27 @@ from node_agent.jobs.store import JobStore
 from node_agent.tasks import TaskSupervisor
 
 log = structlog.get_logger(__name__)
+
+
+class JobStream:
+    """A stream job's bytes. Always ``aclose()`` it: an async generator that was never
+    started runs no ``finally``, so without this a stream whose response could not even be
+    prepared (HTTP/1.0, a client gone) would keep its admission slots and stay running."""
+
+    __slots__ = ("_chunks", "_end")
+
+    def __init__(self, chunks: AsyncGenerator[bytes, None], end: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._end = end
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks
+
+    async def aclose(self) -> None:
+        try:
+            await self._chunks.aclose()
+        finally:
+            self._end()
 
 
 class JobService:
@@ -76,14 +98,18 @@ class JobService:
         commit, the container call does not, and a job that ends within the commit window is
         written once instead of twice. Should the commit fail, the client gets the error and
         the job is cancelled."""
-        ticket = self.check(containers, requires_proof, ip)
         job = self._new_job(client, containers, data, requires_proof, stream=False)
-        committed = self.store.begin_create(job)
-        task = self.tasks.spawn(self._run(job, ticket), name=f"job-{job.id}")
+        ticket = self.check(containers, requires_proof, ip)
+        # From here on the job holds admission slots: every way out that does not hand them
+        # to a running job gives them back (a leak here is a container refusing work forever).
+        task: asyncio.Task[None] | None = None
         try:
+            committed = self.store.begin_create(job)
+            task = self.tasks.spawn(self._run(job, ticket), name=f"job-{job.id}")
             await committed
         except BaseException:
-            task.cancel()
+            if task is not None:
+                task.cancel()
             ticket.release_all()  # a task cancelled before its first step never releases it
             self.store.forget(job.id)
             raise
@@ -112,8 +138,8 @@ class JobService:
         self, client: str, ip: IpAddress, containers: Sequence[str], data: Any, requires_proof: bool
     ) -> tuple[Job, Ticket]:
         """Check, reserve, and commit the job as ``running``; nothing is kept on failure."""
-        ticket = self.check(containers, requires_proof, ip)
         job = self._new_job(client, containers, data, requires_proof, stream=True)
+        ticket = self.check(containers, requires_proof, ip)
         try:
             await self.store.create(job)
         except BaseException:
@@ -160,6 +186,22 @@ class JobService:
                 )
                 job.status = JobStatus.FAILED
             self.counters[("job", job.status.value)] += 1
+            self._save_final(job)
+
+    def _save_final(self, job: Job) -> None:
+        """Save a final job; should its results not serialise (a bug: the JSON policy admits
+        only what the store can write) it still ends, with an error instead of the results."""
+        try:
+            self.store.save(job)
+        except Exception as exc:
+            log.exception("job_result_not_stored", job_id=job.id)
+            job.results = [
+                ContainerResult(
+                    container=job.containers[-1],
+                    error=f"internal error: the result could not be stored: {exc}",
+                )
+            ]
+            job.status = JobStatus.FAILED
             self.store.save(job)
 
     # --- streaming ---------------------------------------------------------------------------
@@ -171,12 +213,26 @@ class JobService:
         containers: Sequence[str],
         data: Any,
         requires_proof: bool,
-    ) -> tuple[Job, AsyncIterator[bytes]]:
-        """Accept a stream job; the caller writes ``<id>\\n`` and then relays the iterator."""
+    ) -> tuple[Job, JobStream]:
+        """Accept a stream job; the caller writes ``<id>\\n``, relays the stream and then
+        closes it, whatever happened (that frees the job's slots if it never began)."""
         job, ticket = await self._accept_stream(client, ip, containers, data, requires_proof)
-        return job, self._stream(job, ticket)
+        return job, JobStream(self._stream(job, ticket), lambda: self._end_unstarted(job, ticket))
 
-    async def _stream(self, job: Job, ticket: Ticket) -> AsyncIterator[bytes]:
+    def _end_unstarted(self, job: Job, ticket: Ticket) -> None:
+        """A stream closed before its first byte was asked for: no ``finally`` of ``_stream``
+        ran, so its slots and final status are settled here (a no-op after ``_stream``)."""
+        ticket.release_all()
+        if job.final:
+            return
+        job.results.append(
+            ContainerResult(container=job.containers[-1], error="stream interrupted")
+        )
+        job.status = JobStatus.FAILED
+        self.counters[("job", job.status.value)] += 1
+        self._save_final(job)
+
+    async def _stream(self, job: Job, ticket: Ticket) -> AsyncGenerator[bytes, None]:
         chunks: list[bytes] = []
         last = job.containers[-1]
         try:
@@ -210,7 +266,7 @@ class JobService:
             if not job.final:
                 job.status = JobStatus.FAILED
             self.counters[("job", job.status.value)] += 1
-            self.store.save(job)
+            self._save_final(job)
 
     # --- PUT /api/status ---------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import orjson
 import structlog
 
+from node_agent import jsonpolicy
 from node_agent.errors import StoreError
 from node_agent.jobs.model import ContainerResult, Job, JobStatus
 
@@ -104,8 +105,8 @@ def _row(job: Job) -> tuple[Any, ...]:
         job.client,
         job.status.value,
         orjson.dumps(job.containers),
-        orjson.dumps([r.to_wire() for r in job.results]),
-        orjson.dumps(job.data),
+        jsonpolicy.dumps([r.to_wire() for r in job.results]),
+        jsonpolicy.dumps(job.data),
         int(job.requires_proof),
         int(job.stream),
         job.created_at,
@@ -117,7 +118,7 @@ def _state(job: Job) -> tuple[Any, ...]:
     return (
         job.id,
         job.status.value,
-        orjson.dumps([r.to_wire() for r in job.results]),
+        jsonpolicy.dumps([r.to_wire() for r in job.results]),
         job.updated_at,
     )
 
@@ -133,8 +134,8 @@ def _job(row: Sequence[Any]) -> Job:
         client=row[1],
         status=JobStatus(row[2]),
         containers=orjson.loads(row[3]),
-        results=[ContainerResult.from_wire(r) for r in orjson.loads(row[4])],
-        data=orjson.loads(row[5]) if row[5] is not None else None,
+        results=[ContainerResult.from_wire(r) for r in jsonpolicy.loads(row[4])],
+        data=jsonpolicy.loads(row[5]) if row[5] is not None else None,
         requires_proof=bool(row[6]),
         stream=bool(row[7]),
         created_at=row[8],
@@ -174,7 +175,7 @@ def _finished(job: Job) -> _Finished:
 def _compact(value: Any) -> bytes:
     """JSON in an exactly sized bytes object: orjson's own result keeps its ~4 KiB working
     buffer allocated, which across a 20,000-entry cache was 160 MB of RSS."""
-    return memoryview(orjson.dumps(value)).tobytes()
+    return memoryview(jsonpolicy.dumps(value)).tobytes()
 
 
 class FinishedJob:
@@ -492,11 +493,12 @@ class JobStore:
         now = self._clock()
         job.created_at = job.created_at or now
         job.updated_at = now
+        row = _row(job)  # first: a job that cannot be written is never seen as running
         if live:
             self._live[job.id] = job
         loop = self._writer.loop or asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._submit(_Op(write=_row(job), future=future))
+        self._submit(_Op(write=row, future=future))
         return future
 
     def forget(self, job_id: str) -> None:

@@ -11,7 +11,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from node_agent.api.context import NodeContext
-from node_agent.api.dispatch import Routes, make_dispatcher
+from node_agent.api.dispatch import JsonErrorServer, Routes, make_dispatcher
 from node_agent.api.handlers import Handlers
 from node_agent.api.identity import parse_networks
 from node_agent.api.ratelimit import GcraLimiter
@@ -63,4 +63,4 @@ def create_server(ctx: NodeContext) -> web.Server:
             message, payload, protocol, writer, task, loop, client_max_size=max_body
         )
 
-    return web.Server(dispatch, request_factory=make_request, access_log=None)
+    return JsonErrorServer(dispatch, request_factory=make_request, access_log=None)

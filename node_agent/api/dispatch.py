@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from http import HTTPStatus
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestHandler
 
 from node_agent.api.context import address_text
 from node_agent.api.identity import client_address
@@ -27,6 +30,7 @@ from node_agent.errors import (
     PayloadTooLarge,
     RateLimited,
     ShuttingDown,
+    UnsupportedMediaType,
 )
 from node_agent.ids import new_request_id
 from node_agent.jobs.guardian import IpAddress, IpNetwork
@@ -38,6 +42,41 @@ RequestCheck = Callable[[web.BaseRequest], None]
 
 CLIENT_IP: web.RequestKey[IpAddress] = web.RequestKey("client_ip")
 UNLIMITED_PATHS = frozenset({"/api/status", "/metrics"})
+
+
+class JsonErrorRequestHandler(RequestHandler):
+    """aiohttp's connection protocol, answering what it refuses before any handler runs (a
+    request it cannot parse, a ``Content-Encoding`` it cannot decode such as ``br`` without
+    Brotli) with the node's JSON error instead of its ``text/plain`` one."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; raises if answered already
+        error: NodeAgentError
+        if isinstance(exc, ContentEncodingError):  # 415, as RFC 7694 asks
+            problem = (message or "").split(". Please install")[0]  # advice for the operator
+            error = UnsupportedMediaType("Unsupported content encoding", {"problem": problem})
+        elif status >= 500:
+            error = InternalError("Internal server error")
+            error.status = status
+        else:
+            error = NodeAgentError(HTTPStatus(status).phrase, {"problem": message or ""})
+            error.status = status
+        response = error_response(error)
+        response.force_close()  # as aiohttp does: the connection's framing is lost
+        return response
+
+
+class JsonErrorServer(web.Server):
+    """``web.Server`` whose connections use :class:`JsonErrorRequestHandler`."""
+
+    def __call__(self) -> RequestHandler:
+        return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
 def map_http_exception(exc: web.HTTPException, request: web.BaseRequest) -> NodeAgentError:

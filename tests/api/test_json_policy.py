@@ -352,6 +352,59 @@ async def http10(url: str, request: bytes) -> bytes:
         writer.close()
 
 
+def json_answer(answer: bytes) -> tuple[int, dict[str, Any]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), answer
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/jobs"),
+        ("POST", "/api/jobs/batch"),
+        ("POST", "/api/jobs/stream"),
+        ("PUT", "/api/status"),
+    ],
+)
+async def test_undecodable_content_encoding_is_a_json_415(
+    agent: tuple[Daemon, str], http: aiohttp.ClientSession, method: str, path: str
+) -> None:
+    """``br`` (no Brotli installed) is refused by aiohttp before any handler runs: still the
+    node's JSON, and the node goes on serving."""
+    _, url = agent
+    body = b"\x0b\x02\x80{}\x03"
+    status, answer = json_answer(
+        await http10(
+            url,
+            b"%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Encoding: br\r\nContent-Length: %d\r\n\r\n%s"
+            % (method.encode(), path.encode(), len(body), body),
+        )
+    )
+    assert status == 415 and answer["error"] == "Unsupported content encoding", answer
+    assert "br" in answer["params"]["problem"]
+    await assert_listings_work(http, url)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"BR@KEN /health HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+    ids=["content_length", "header", "method"],
+)
+async def test_malformed_requests_get_a_json_400(
+    agent: tuple[Daemon, str], request_bytes: bytes
+) -> None:
+    _, url = agent
+    status, answer = json_answer(await http10(url, request_bytes))
+    assert status == 400 and answer["error"] == "Bad Request", answer
+    assert answer["params"]["problem"], answer
+
+
 async def test_stream_over_http10_is_close_delimited(
     agent: tuple[Daemon, str], http: aiohttp.ClientSession
 ) -> None:

@@ -25,7 +25,7 @@ import orjson
 import structlog
 
 from node_agent import jsonpolicy
-from node_agent.errors import StoreError
+from node_agent.errors import InvalidJson, StoreError
 from node_agent.jobs.model import ContainerResult, Job, JobStatus
 
 log = structlog.get_logger(__name__)
@@ -129,13 +129,24 @@ def _with_state(row: tuple[Any, ...], state: tuple[Any, ...]) -> tuple[Any, ...]
 
 
 def _job(row: Sequence[Any]) -> Job:
+    containers = orjson.loads(row[3])
+    try:
+        results = [ContainerResult.from_wire(r) for r in jsonpolicy.loads(row[4])]
+        data = jsonpolicy.loads(row[5]) if row[5] is not None else None
+    except InvalidJson as exc:
+        # A row written before the JSON policy (e.g. nested deeper than the node can send
+        # back): it must not break every listing that includes it.
+        problem = (exc.params or {}).get("problem", exc.error)
+        last = containers[-1] if containers else ""
+        results = [ContainerResult(last, error=f"stored result unreadable: {problem}")]
+        data = None
     return Job(
         id=row[0],
         client=row[1],
         status=JobStatus(row[2]),
-        containers=orjson.loads(row[3]),
-        results=[ContainerResult.from_wire(r) for r in jsonpolicy.loads(row[4])],
-        data=jsonpolicy.loads(row[5]) if row[5] is not None else None,
+        containers=containers,
+        results=results,
+        data=data,
         requires_proof=bool(row[6]),
         stream=bool(row[7]),
         created_at=row[8],

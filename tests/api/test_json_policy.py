@@ -9,6 +9,7 @@ import asyncio
 import gzip
 import ipaddress
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,28 @@ async def test_depth_boundary(
     )
     assert daemon.jobs.admission.gates["first"].admitted == 0
     await assert_listings_work(http, url)
+
+
+async def test_a_row_stored_before_the_policy_does_not_break_listings(
+    services: dict[str, tuple[ProtocolService, str]],
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+) -> None:
+    """A result 252 deep, as the node once stored and then could not send back: read from
+    SQLite it becomes an error result, and the listings that include it answer."""
+    raw = unmanaged_config(services)
+    state = tmp_path / "s"
+    async with running_agent(raw, state) as (daemon, url):
+        job = await run_job(http, url, job_body({"a": 1}))
+        path = daemon.store.path
+    deep = b'[{"container":"first","output":%s}]' % nested_text(250)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE jobs SET results = ? WHERE id = ?", (deep, job["id"]))
+    async with running_agent(raw, state) as (_, url):
+        status, jobs = await call(http, "GET", f"{url}/api/jobs?id={job['id']}")
+        assert status == 200 and jobs[0]["status"] == "success"
+        assert jobs[0]["result"]["error"].startswith("stored result unreadable: nested deeper")
+        await assert_listings_work(http, url)
 
 
 async def test_container_output_too_deep_fails_the_job_not_the_node(

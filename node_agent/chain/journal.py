@@ -4,6 +4,11 @@ One SQLite file (WAL) in the state directory, used from one dedicated thread so 
 never blocks on disk. A transaction is journaled (raw signed bytes included) *before* it is
 broadcast: after a crash the node re-broadcasts or confirms it, and never computes that
 (subscription, interval) again.
+
+It stays bounded over months (``prune``): a final delivery older than the retention is deleted
+with its transactions, except the latest interval of a subscription still served (the only
+one the scheduler may still ask about). What is pruned is safe to forget: the scheduler only
+looks at current intervals, and the Coordinator itself refuses a second delivery by a node.
 """
 
 from __future__ import annotations
@@ -49,6 +54,38 @@ CREATE TABLE IF NOT EXISTS txs (
     priority_fee INTEGER NOT NULL, sent_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS skipped_subscriptions (
     id INTEGER PRIMARY KEY, kind TEXT NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL);
+-- unconfirmed() runs every sync period: it reads the few SENT rows, never the whole history
+CREATE INDEX IF NOT EXISTS deliveries_sent ON deliveries(sub_key, interval) WHERE state = 'sent';
+CREATE INDEX IF NOT EXISTS deliveries_final_age ON deliveries(updated) WHERE state != 'sent';
+CREATE INDEX IF NOT EXISTS txs_delivery ON txs(sub_key, interval);
+CREATE INDEX IF NOT EXISTS txs_nonce ON txs(nonce);
+"""
+
+# Final deliveries older than the cutoff that nothing can ask about again: not the latest
+# interval of their subscription, or their subscription is neither tracked nor pending
+# (``d:<owner>:<nonce>`` keys: owner is 0x + 40 lower-case hex, so it is characters 3-44).
+_PRUNABLE = """
+SELECT d.rowid, d.sub_key, d.interval FROM deliveries d
+WHERE d.state != 'sent' AND d.updated < :cutoff AND (
+    d.interval < (SELECT MAX(m.interval) FROM deliveries m WHERE m.sub_key = d.sub_key)
+    OR (d.sub_key LIKE 's:%' AND NOT EXISTS (
+        SELECT 1 FROM subscriptions s WHERE s.id = CAST(substr(d.sub_key, 3) AS INTEGER)))
+    OR (d.sub_key LIKE 'd:%' AND NOT EXISTS (
+        SELECT 1 FROM delegated g WHERE g.state = 'pending'
+        AND g.owner = substr(d.sub_key, 3, 42)
+        AND g.nonce = CAST(substr(d.sub_key, 46) AS INTEGER))))
+LIMIT :limit
+"""
+
+# The confirm loop's query (every sync period); its cost follows the deliveries in flight, not
+# the history: 'sent' is a literal so the partial index deliveries_sent applies, and CROSS JOIN
+# keeps deliveries the outer loop (else SQLite walks all txs in nonce order to save a sort).
+UNCONFIRMED = """
+SELECT t.tx_hash, t.sub_key, t.interval, t.nonce, t.raw, t.gas, t.max_fee, t.priority_fee,
+    t.sent_at
+FROM deliveries d CROSS JOIN txs t ON t.sub_key = d.sub_key AND t.interval = d.interval
+WHERE d.state = 'sent'
+ORDER BY t.nonce, t.sent_at
 """
 
 
@@ -308,13 +345,7 @@ class Journal:
         """Transactions of deliveries still SENT, newest last, grouped by delivery."""
 
         def q(db: sqlite3.Connection) -> dict[tuple[str, int], list[TxRecord]]:
-            rows = db.execute(
-                "SELECT t.tx_hash, t.sub_key, t.interval, t.nonce, t.raw, t.gas, t.max_fee,"
-                " t.priority_fee, t.sent_at FROM txs t JOIN deliveries d"
-                " ON d.sub_key=t.sub_key AND d.interval=t.interval WHERE d.state=?"
-                " ORDER BY t.nonce, t.sent_at",
-                (SENT,),
-            ).fetchall()
+            rows = db.execute(UNCONFIRMED).fetchall()
             out: dict[tuple[str, int], list[TxRecord]] = {}
             for r in rows:
                 record = TxRecord(
@@ -330,6 +361,24 @@ class Journal:
                 )
                 out.setdefault((record.sub_key, record.interval), []).append(record)
             return out
+
+        return await self._run(q)
+
+    async def prune(self, cutoff: float, limit: int = 5000) -> list[tuple[str, int]]:
+        """Delete up to ``limit`` final deliveries (and their txs) last updated before
+        ``cutoff`` that nothing can ask about again; returns the (sub_key, interval) deleted.
+
+        One bounded transaction per call: call again while it returns ``limit`` pairs, so
+        other journal work is never held up for long.
+        """
+
+        def q(db: sqlite3.Connection) -> list[tuple[str, int]]:
+            rows = db.execute(_PRUNABLE, {"cutoff": cutoff, "limit": limit}).fetchall()
+            db.executemany("DELETE FROM deliveries WHERE rowid=?", [(r[0],) for r in rows])
+            db.executemany(
+                "DELETE FROM txs WHERE sub_key=? AND interval=?", [(r[1], r[2]) for r in rows]
+            )
+            return [(str(r[1]), int(r[2])) for r in rows]
 
         return await self._run(q)
 

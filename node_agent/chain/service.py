@@ -3,14 +3,16 @@
 Loops (each supervised: a failure is logged and the loop restarts with backoff, never the
 daemon): connect (Registry → Coordinator/Reader, chain id), sync (new subscription ids),
 schedule (one pass per new block: due work → deliveries), confirm (receipts, re-broadcast,
-replacement). Each step of the last three reports to a ``FailureStreak``: a loop that keeps
-failing turns ``checks.chain`` unhealthy until it recovers.
+replacement), retention (prunes the journal and the in-memory handled set). Each step of sync,
+schedule and confirm reports to a ``FailureStreak``: a loop that keeps failing turns
+``checks.chain`` unhealthy until it recovers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,8 @@ log = structlog.get_logger(__name__)
 
 STATE_FILE = "chain.sqlite"
 SYNC, SCHEDULE, CONFIRM = "chain-sync", "chain-schedule", "chain-confirm"
+PRUNE_EVERY = 600.0  # seconds between retention passes (at most)
+PRUNE_BATCH = 5000  # deliveries deleted per journal transaction
 
 
 @dataclass
@@ -88,7 +92,8 @@ class ChainService:
         self._chains: dict[int, tuple[str, ...]] = {}
         self._delegated: dict[str, _Delegated] = {}
         self._handled: set[tuple[str, int]] = set()
-        self._full: set[tuple[int, int]] = set()
+        # Per subscription, the interval last found full (only current intervals are asked about).
+        self._full: dict[int, int] = {}
         self._inflight: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._streaks = {name: FailureStreak(name) for name in (SYNC, SCHEDULE, CONFIRM)}
@@ -129,6 +134,7 @@ class ChainService:
             delegated=len(self._delegated),
         )
         self._spawn("chain-connect", self._connect, restart=False)
+        self._spawn("chain-retention", self._retention_loop, restart=True)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop loops; give in-flight deliveries ``grace`` seconds (they are journaled anyway)."""
@@ -306,14 +312,14 @@ class ChainService:
         work = [
             item
             for item in scheduler.candidates(self._subs, now, done=self._is_done, margin=margin)
-            if (item.subscription_id, item.interval) not in self._full
+            if self._full.get(item.subscription_id) != item.interval
             and self._subs[item.subscription_id].owner not in waiting_owners
         ]
         if work:
             counts = await self._redundancy_counts(work)
             open_, full = scheduler.due_after_counts(self._subs, work, counts)
             for item in full:
-                self._full.add((item.subscription_id, item.interval))
+                self._full[item.subscription_id] = item.interval
                 sub = self._subs[item.subscription_id]
                 if item.interval >= sub.frequency:
                     await self._untrack(item.subscription_id, "completed")
@@ -349,6 +355,7 @@ class ChainService:
     async def _untrack(self, sub_id: int, reason: str) -> None:
         if self._subs.pop(sub_id, None) is not None:
             self._chains.pop(sub_id, None)
+            self._full.pop(sub_id, None)
             await self.journal.drop_subscription(sub_id)
             log.info("subscription_untracked", id=sub_id, reason=reason)
 
@@ -408,6 +415,27 @@ class ChainService:
                             elif state == jr.CONFIRMED:
                                 await self._untrack_if_last(int(key[2:]), interval)
             await asyncio.sleep(period)
+
+    async def _retention_loop(self) -> None:
+        keep = self.onchain.journal_retention_seconds
+        while not self._stopping.is_set():
+            await self.prune(time.time() - keep)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), min(PRUNE_EVERY, keep / 2))
+
+    async def prune(self, cutoff: float) -> int:
+        """Forget final deliveries older than ``cutoff`` (journal and handled set) that the
+        scheduler can no longer ask about, so months of deliveries cost no memory or time."""
+        total = 0
+        while True:
+            pairs = await self.journal.prune(cutoff, PRUNE_BATCH)
+            self._handled.difference_update(pairs)
+            total += len(pairs)
+            if len(pairs) < PRUNE_BATCH:
+                break
+        if total:
+            log.info("chain_journal_pruned", deliveries=total, handled=len(self._handled))
+        return total
 
     # --- delivery ------------------------------------------------------------------------
 

@@ -23,3 +23,6 @@ class OnchainConfig(BaseModel):
     gas_margin_percent: int = Field(20, ge=0, le=200)
     # Delegated subscriptions
     max_delegated: int = Field(10_000, ge=1)
+    # Final deliveries (and their transactions) are kept in the journal this long, then pruned
+    # (the latest interval of a subscription still served is kept).
+    journal_retention_seconds: float = Field(86_400.0, ge=60)

@@ -31,6 +31,7 @@ from node_agent.chain.settings import OnchainConfig
 from node_agent.errors import ConfigError
 from node_agent.gpu.config import GpusConfig
 from node_agent.grid.config import GridConfig
+from node_agent.workloads.config import WorkloadsConfig
 
 # Docker container names: the id is also the managed container's name.
 _CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -361,6 +362,7 @@ class Config(_Model):
     gpus: GpusConfig = GpusConfig()
     grid: GridConfig = GridConfig()
     api_keys: ApiKeysConfig = ApiKeysConfig()
+    workloads: WorkloadsConfig = WorkloadsConfig()
 
     @model_validator(mode="after")
     def _containers_consistent(self) -> Config:

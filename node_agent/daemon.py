@@ -72,6 +72,7 @@ class Daemon:
         self._session: Any = None
         self.ctx: NodeContext | None = None
         self.chain: Any = None  # node_agent.chain.service.ChainService when chain.enabled
+        self.workloads: Any = None  # node_agent.workloads.node.WorkloadNode when enabled
 
     # --- start -------------------------------------------------------------------------------
 
@@ -106,6 +107,11 @@ class Daemon:
         self.ctx.health_checks["jobs"] = self._jobs_health
         self.ctx.health_checks["containers"] = self._containers_health
         self.provider.attach(self.ctx, self.jobs, self.manager)
+        self.workloads = self._workload_node()
+        if self.workloads is not None:
+            await self.workloads.open()
+            self.workloads.attach(self.ctx)
+            self.provider.attach_workloads(self.workloads)
         await self._serve(create_server(self.ctx))
         await self.jobs.recover(config.jobs.on_restart)
         self.tasks.spawn(self._bring_up_containers(), name="containers-start")
@@ -140,9 +146,27 @@ class Daemon:
         addresses = self._runner.addresses
         self.port = addresses[0][1] if addresses else server.port
 
+    def _workload_node(self) -> Any:
+        if not self.config.workloads.enabled:
+            return None
+        from node_agent.workloads.node import WorkloadNode
+
+        provider = self.provider
+        return WorkloadNode(
+            self.config.workloads,
+            self.state_dir,
+            allocator=provider.allocator,
+            inventory=provider.inventory,
+            prices=lambda: self.config.grid.price_per_gpu_hour,
+            **({"docker_factory": self._docker_factory} if self._docker_factory else {}),
+        )
+
     async def _bring_up_containers(self) -> None:
         # GPU inventory and grants rebuilt from labels come first: containers need them.
         await self.provider.start(self.tasks.spawn)
+        if self.workloads is not None:
+            # Workload grants go on top of the service containers' rebuilt ones.
+            await self.workloads.start(self.tasks.spawn)
         await self.manager.start()
         self.containers_ready.set()
         log.info("containers_started", services=self.manager.describe())
@@ -264,6 +288,9 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.tasks.cancel_all()
+        if self.workloads is not None:
+            # Workload containers keep running: the next start re-attaches them.
+            await self.workloads.stop()
         await self.provider.stop()
         await self.manager.stop()
         await self.store.close()

@@ -56,7 +56,8 @@ class ProviderServices:
         self._nvml_library = nvml_library
         self.monitor: GpuMonitor | None = None
         self.allocator = GpuAllocator()
-        self.gpu_planner = GpuPlanner(self.allocator, self._inventory)
+        self.gpu_planner = GpuPlanner(self.allocator, self.inventory)
+        self._workloads: Any = None
         self.api_keys = ApiKeyAuthority(
             config.api_keys, default_key_file(config.api_keys, state_dir)
         )
@@ -65,8 +66,12 @@ class ProviderServices:
         self.reporter: GridReporter | None = None
         self._started = False
 
-    def _inventory(self) -> Any:
+    def inventory(self) -> Any:
         return self.monitor.snapshot().gpus if self.monitor is not None else ()
+
+    def attach_workloads(self, workloads: Any) -> None:
+        """Workloads count in the heartbeat's job counters and metrics."""
+        self._workloads = workloads
 
     # --- wiring ---------------------------------------------------------------------------------
 

@@ -42,8 +42,11 @@ def create_server(ctx: NodeContext) -> web.Server:
         if server.rate_limit_enabled
         else None
     )
+    routes = api_routes(Handlers(ctx), metrics=ctx.metrics is not None)
+    for extend in ctx.route_extensions:
+        extend(routes)
     dispatch = make_dispatcher(
-        api_routes(Handlers(ctx), metrics=ctx.metrics is not None),
+        routes,
         trusted_proxies=parse_networks(server.trusted_proxies),
         limiter_factory=limiter_factory,
         is_draining=lambda: ctx.draining,

@@ -48,6 +48,8 @@ class NodeContext:
     api_keys: ApiKeyAuthority | None = None
     # Prometheus text for GET /metrics (node_agent.metrics), when set.
     metrics: Callable[[], str] | None = None
+    # More routes from optional components (workloads), given the route table to add to.
+    route_extensions: list[Callable[[Any], None]] = field(default_factory=list)
     draining: bool = False
 
     def client_key(self, ip: IpAddress) -> str:

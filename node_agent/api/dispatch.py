@@ -94,6 +94,12 @@ class Routes:
 
     def __init__(self) -> None:
         self._by_path: dict[str, dict[str, Handler]] = {}
+        # Paths with parameters (``/v1/jobs/{id}/...``): a prefix and a resolver that parses
+        # the rest and raises NotFound/MethodNotAllowed itself.
+        self._subtrees: list[tuple[str, Callable[[str, str], Handler]]] = []
+
+    def add_subtree(self, prefix: str, resolver: Callable[[str, str], Handler]) -> None:
+        self._subtrees.append((prefix, resolver))
 
     def add(self, method: str, path: str, handler: Handler) -> None:
         methods = self._by_path.setdefault(path, {})
@@ -104,6 +110,9 @@ class Routes:
     def resolve(self, method: str, path: str) -> Handler:
         methods = self._by_path.get(path)
         if methods is None:
+            for prefix, resolver in self._subtrees:
+                if path.startswith(prefix):
+                    return resolver(method, path)
             raise NotFound("Not found", {"path": path})
         handler = methods.get(method)
         if handler is None:

@@ -66,8 +66,25 @@ def _key_id(token: str) -> str | None:
     return key_id if sep and rest and len(key_id) == 12 else None
 
 
-def route_scope(method: str, path: str) -> Scope | None:
-    """The scope a route needs; ``None`` for public routes (/health, /info, /metrics, ...)."""
+READ_OR_WRITE: tuple[Scope, ...] = ("jobs:read", "jobs:write")
+
+
+def is_workload_path(path: str) -> bool:
+    """Orchestrator routes: jobs there belong to a key's principal, so a key is always needed."""
+    return path == "/v1/jobs" or path.startswith("/v1/jobs/")
+
+
+def route_scope(method: str, path: str) -> Scope | tuple[Scope, ...] | None:
+    """The scope a route needs (a tuple: any one of them); ``None`` for public routes
+    (/health, /info, /metrics, ...). Workload routes follow the orchestrator's documented
+    scopes: a ``jobs:write`` key submits and cancels but cannot list."""
+    if is_workload_path(path):
+        get = method.upper() in ("GET", "HEAD")
+        if path == "/v1/jobs":
+            return "jobs:read" if get else "jobs:write"
+        if path.endswith("/cancel") and not get:
+            return "jobs:write"
+        return READ_OR_WRITE
     if path == "/api/jobs" or path.startswith("/api/jobs/"):
         return "jobs:read" if method.upper() in ("GET", "HEAD") else "jobs:write"
     if path == "/api/status":
@@ -77,7 +94,7 @@ def route_scope(method: str, path: str) -> Scope | None:
 
 def authorize(
     headers: Mapping[str, str],
-    route_scope: Scope | None,
+    route_scope: Scope | tuple[Scope, ...] | None,
     now: datetime,
     *,
     keys: Mapping[str, ApiKeyEntry],
@@ -107,7 +124,8 @@ def authorize(
         raise Unauthorized("API key revoked", {"key_id": entry.id})
     if entry.expires_at is not None and _aware(entry.expires_at) <= _aware(now):
         raise Unauthorized("API key expired", {"key_id": entry.id})
-    if route_scope is not None and route_scope not in entry.scopes:
+    wanted = (route_scope,) if isinstance(route_scope, str) else route_scope
+    if wanted is not None and not any(scope in entry.scopes for scope in wanted):
         raise Forbidden(
             "API key lacks the scope for this route",
             {"key_id": entry.id, "scope": route_scope},
@@ -190,9 +208,16 @@ class ApiKeyAuthority:
         self._keys: dict[str, ApiKeyEntry] = dict(self._config_keys)
 
     def authorize(
-        self, headers: Mapping[str, str], route_scope: Scope | None, now: datetime
+        self,
+        headers: Mapping[str, str],
+        route_scope: Scope | tuple[Scope, ...] | None,
+        now: datetime,
+        *,
+        require: bool = False,
     ) -> Principal:
-        return authorize(headers, route_scope, now, keys=self._keys, required=self.required)
+        return authorize(
+            headers, route_scope, now, keys=self._keys, required=self.required or require
+        )
 
     def reload(self) -> bool:
         """Re-read the key file if it changed (blocking: a stat, sometimes a read)."""

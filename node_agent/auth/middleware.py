@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from node_agent.api.dispatch import RequestCheck
-from node_agent.auth.keys import ApiKeyAuthority, Principal, route_scope
+from node_agent.auth.keys import ApiKeyAuthority, Principal, is_workload_path, route_scope
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 
@@ -20,7 +20,10 @@ def make_auth_check(
     """Raises Unauthorized/Forbidden; records who called in ``request[PRINCIPAL]``."""
 
     def check(request: web.BaseRequest) -> None:
-        scope = route_scope(request.method, request.path)
-        request[PRINCIPAL] = authority.authorize(request.headers, scope, now())
+        path = request.path
+        scope = route_scope(request.method, path)
+        request[PRINCIPAL] = authority.authorize(
+            request.headers, scope, now(), require=is_workload_path(path)
+        )
 
     return check

@@ -18,6 +18,8 @@ from node_agent.gpu.model import GpuState
 LABEL_GPUS = "node-agent.gpus"
 LABEL_EXCLUSIVE = "node-agent.gpu-exclusive"
 NO_GPUS = "void"
+# Grants of orchestrator workloads are held under this prefix + the job id.
+WORKLOAD_GRANT_PREFIX = "workload:"
 
 
 class GpuAssignmentError(ContainerError):
@@ -111,9 +113,35 @@ class GpuAllocator:
         self._grants.pop(container_id, None)
 
     def retain(self, container_ids: Iterable[str]) -> None:
-        """Forget grants of containers that are no longer configured (after a reload)."""
+        """Forget grants of service containers that are no longer configured (after a reload);
+        workload grants (``workload:<id>``) are not the config's to drop."""
         keep = set(container_ids)
-        self._grants = {cid: g for cid, g in self._grants.items() if cid in keep}
+        self._grants = {
+            cid: g
+            for cid, g in self._grants.items()
+            if cid in keep or cid.startswith(WORKLOAD_GRANT_PREFIX)
+        }
+
+    def free_units(self, units: Sequence[GpuUnit]) -> list[GpuUnit]:
+        """Units nobody holds at all (what an exclusive request may take)."""
+        exclusive, shared = self._held()
+        taken = exclusive | shared
+        return [u for u in units if u.uuid not in taken and u.parent_uuid not in taken]
+
+    def grant(self, holder: str, uuids: Sequence[str], *, exclusive: bool = True) -> GpuGrant:
+        """Record a grant chosen elsewhere (workload placement, or one rebuilt after a
+        restart); raises when any of the GPUs is already held exclusively by someone else."""
+        self.release(holder)
+        exclusive_held, shared_held = self._held()
+        clash = [u for u in uuids if u in exclusive_held or (exclusive and u in shared_held)]
+        if clash:
+            raise GpuAssignmentError(
+                f"GPU(s) already given to another holder: {', '.join(clash)}",
+                {"holder": holder, "busy": clash},
+            )
+        grant = GpuGrant(holder, tuple(uuids), exclusive=exclusive)
+        self._grants[holder] = grant
+        return grant
 
     def allocate(
         self,

@@ -1,0 +1,748 @@
+"""WorkloadService: accepts draft jobs, queues them for GPUs, runs one container per job,
+follows it to a final status, and survives agent restarts (the agent is not the workload).
+
+Decisions live in pure modules (``model.final_outcome``, ``placement.place``,
+``spec.container_spec``); this module sequences them around the Docker adapter and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import structlog
+
+from node_agent.errors import (
+    BadRequest,
+    Forbidden,
+    NodeAgentError,
+    NotFound,
+    Overloaded,
+)
+from node_agent.gpu.assign import (
+    WORKLOAD_GRANT_PREFIX,
+    GpuAllocator,
+    GpuUnit,
+    allocatable_units,
+)
+from node_agent.gpu.model import GpuState
+from node_agent.ids import new_job_id
+from node_agent.tasks import TaskSupervisor
+from node_agent.workloads import logs
+from node_agent.workloads.config import WorkloadsConfig
+from node_agent.workloads.docker_adapter import (
+    Found,
+    ImageUnavailable,
+    PullCancelled,
+    WorkloadDocker,
+    registry_host,
+)
+from node_agent.workloads.model import (
+    CALLBACK_STATUSES,
+    ORDER,
+    Draft,
+    Workload,
+    WorkloadStatus,
+    final_outcome,
+    iso,
+    parse_draft,
+)
+from node_agent.workloads.placement import Placement, Verdict, place
+from node_agent.workloads.spec import container_spec
+from node_agent.workloads.store import WorkloadStore
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+class Unplaceable(NodeAgentError):
+    """The job can never run on this node (no such GPUs, price cap, avoided families)."""
+
+    status = 422
+    default_message = "Job cannot run on this node"
+
+
+def grant_key(job_id: str) -> str:
+    return WORKLOAD_GRANT_PREFIX + job_id
+
+
+@dataclass
+class Active:
+    """What the node holds for a job between leaving the queue and its final status."""
+
+    job: Workload
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    signal: logs.LogSignal | None = None
+    task: asyncio.Task[None] | None = None
+    ended: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+def run_in_own_thread(fn: Callable[[], T], name: str) -> asyncio.Future[T]:
+    """Long blocking calls (a container's whole output) get a thread of their own instead of a
+    slot of the shared executor, which would otherwise starve short Docker calls."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def body() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:  # handed to the loop, never lost
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=body, name=name, daemon=True).start()
+    return future
+
+
+class WorkloadService:
+    def __init__(
+        self,
+        config: WorkloadsConfig,
+        *,
+        store: WorkloadStore,
+        docker: WorkloadDocker,
+        allocator: GpuAllocator,
+        inventory: Callable[[], Sequence[GpuState]],
+        prices: Callable[[], Mapping[str, float]],
+        log_dir: Path,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.docker = docker
+        self.allocator = allocator
+        self._inventory = inventory
+        self._prices = prices
+        self.log_dir = log_dir
+        self.clock = clock
+        self.tasks = TaskSupervisor("workloads")
+        self._queue: list[Workload] = []
+        self._active: dict[str, Active] = {}
+        self._wake = asyncio.Event()
+        self.draining = False
+        # Called after every stored status change (the outbox deliverer, the grid reporter).
+        self.listeners: list[Callable[[Workload], None]] = []
+        # Recent runtimes, to estimate how long the queue ahead takes.
+        self._recent_runtimes: list[float] = []
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Settle what a previous run left (re-attach, record exits, re-queue), then schedule."""
+        await self._recover()
+        self.tasks.spawn(self._schedule_forever(), name="workloads-scheduler")
+        self.tasks.spawn(self._prune_forever(), name="workloads-retention")
+
+    async def stop(self) -> None:
+        """Stop following jobs; their containers keep running (the agent is not the workload)
+        and are re-attached by the next start."""
+        self.draining = True
+        for active in list(self._active.values()):
+            if active.task is not None:
+                active.task.cancel()
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.tasks.cancel_all()
+        await asyncio.to_thread(self.docker.close)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def prices(self) -> Mapping[str, float]:
+        return self._prices()
+
+    def log_path(self, job_id: str) -> Path:
+        return self.log_dir / f"{job_id}.log"
+
+    async def get(self, owner: str, job_id: str) -> Workload:
+        """The job if ``owner`` may see it; another principal's job is a plain 404."""
+        job = self._live(job_id) or await self.store.get(job_id)
+        if job is None or job.owner != owner:
+            raise NotFound("Job not found", {"job_id": job_id})
+        return job
+
+    def _live(self, job_id: str) -> Workload | None:
+        active = self._active.get(job_id)
+        if active is not None:
+            return active.job
+        for job in self._queue:
+            if job.id == job_id:
+                return job
+        return None
+
+    def current(self, job: Workload) -> Workload:
+        """The live record of a queued or active job (a stored copy may be a moment behind)."""
+        return self._live(job.id) or job
+
+    def wire(self, job: Workload) -> dict[str, Any]:
+        body = job.to_wire(self.clock(), self._prices())
+        if job.status is WorkloadStatus.QUEUED:
+            ids = [j.id for j in self._queue]
+            if job.id in ids:
+                body["queue_position"] = ids.index(job.id) + 1
+        return body
+
+    async def runtime(self, owner: str, job_id: str) -> dict[str, Any]:
+        job = await self.get(owner, job_id)
+        data = await asyncio.to_thread(
+            logs.tail, self.log_path(job.id), self.config.runtime_tail_bytes
+        )
+        return {
+            "job_id": job.id,
+            "status": job.status.value,
+            "exit_code": job.exit_code,
+            "error": job.error,
+            "started_at": iso(job.started_at),
+            "finished_at": iso(job.finished_at),
+            "runtime_seconds": job.runtime_seconds(self.clock()),
+            "log_tail": data.decode("utf-8", "replace"),
+            "log_tail_bytes": len(data),
+        }
+
+    def follow(self, job: Workload) -> Any:
+        """An async iterator over the job's output, live until it ends."""
+        active = self._active.get(job.id)
+        if active is None:
+            return logs.follow(self.log_path(job.id), None, lambda: True)
+        if active.signal is None:
+            active.signal = logs.LogSignal(asyncio.get_running_loop())
+        return logs.follow(self.log_path(job.id), active.signal, lambda: active.ended)
+
+    def counts(self) -> dict[str, int]:
+        running = sum(1 for a in self._active.values() if a.job.status is WorkloadStatus.RUNNING)
+        return {
+            "queued": len(self._queue),
+            "active": len(self._active),
+            "running": running,
+        }
+
+    # --- submit, cancel, estimate -------------------------------------------------------------
+
+    def _units(self) -> tuple[list[GpuUnit], list[GpuUnit]]:
+        units = allocatable_units(self._inventory())
+        return units, self.allocator.free_units(units)
+
+    def _verdict(self, draft: Draft) -> Verdict:
+        all_units, free = self._units()
+        return place(
+            draft,
+            all_units=all_units,
+            free_units=free,
+            prices=self._prices(),
+            overhead=self.config.memory_overhead_factor,
+        )
+
+    def _check_image(self, image: str) -> None:
+        if not any(fnmatch.fnmatchcase(image, p) for p in self.config.allowed_images):
+            raise Forbidden(
+                "Image not allowed on this node",
+                {"field": "image", "image": image, "allowed": list(self.config.allowed_images)},
+            )
+
+    async def submit(
+        self,
+        owner: str,
+        body: Any,
+        *,
+        origin: Literal["push", "pull"] = "push",
+        grid_job_id: str | None = None,
+    ) -> tuple[Workload, list[str]]:
+        """Validate, check the job can ever run here, store it ``queued``; nothing is stored
+        when any of that fails. Returns the job and the fields that were ignored."""
+        draft = parse_draft(body)
+        if self.draining:
+            from node_agent.errors import ShuttingDown
+
+            raise ShuttingDown("Node is shutting down", retry_after=5)
+        self._check_image(draft.image)
+        limit = self.config.max_runtime_limit
+        if draft.max_runtime is not None and draft.max_runtime > limit:
+            raise BadRequest(
+                "Invalid job",
+                {"field": "max_runtime", "problem": f"must be at most {limit:g} seconds"},
+            )
+        verdict = self._verdict(draft)
+        if verdict.never is not None:
+            raise Unplaceable("Job cannot run on this node", {"reason": verdict.never})
+        if len(self._queue) >= self.config.max_queued:
+            raise Overloaded(
+                "Workload queue full, retry later",
+                {"max_queued": self.config.max_queued},
+                retry_after=30,
+            )
+        now = self.clock()
+        job = Workload(
+            id=new_job_id(),
+            owner=owner,
+            draft=draft.stored(),
+            status=WorkloadStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+            origin=origin,
+            grid_job_id=grid_job_id,
+            callback_token=draft.callback_auth_token,
+        )
+        await self.store.create(job)
+        self._queue.append(job)
+        self._notify(job)
+        log.info(
+            "workload_queued",
+            job_id=job.id,
+            image=draft.image,
+            workload_type=draft.workload_type,
+            origin=origin,
+        )
+        self._wake.set()
+        return job, draft.unknown_fields()
+
+    async def cancel(self, owner: str, job_id: str) -> Workload:
+        """Idempotent: a final job is returned as it is; otherwise the cancel is recorded first
+        (it survives a restart) and then carried out."""
+        job = await self.get(owner, job_id)
+        if job.status.final:
+            return job
+        if not job.cancel_requested:
+            await self.store.update(job, cancel_requested=True)
+        job = self.current(job)  # it may have left the queue meanwhile
+        job.cancel_requested = True
+        if job.status.final:
+            return job
+        active = self._active.get(job.id)
+        if job.status is WorkloadStatus.QUEUED and active is None:
+            self._queue = [j for j in self._queue if j.id != job.id]
+            await self._finish(job, exit_code=None)
+            return job
+        if active is not None:
+            active.cancel()
+            if job.container_id is not None:
+                self.tasks.spawn(self._stop_container(job), name=f"workload-stop-{job.id}")
+        log.info("workload_cancel_requested", job_id=job.id, status=job.status.value)
+        return job
+
+    async def _stop_container(self, job: Workload) -> None:
+        assert job.container_id is not None
+        await asyncio.to_thread(self.docker.stop, job.container_id, self.config.stop_grace)
+
+    def estimate(self, body: Any) -> dict[str, Any]:
+        draft = parse_draft(body)
+        self._check_image(draft.image)
+        verdict = self._verdict(draft)
+        now = self.clock()
+        prices = self._prices()
+        answer: dict[str, Any] = {"fits": verdict.never is None, "constraints_relaxed": []}
+        if verdict.never is not None:
+            answer["reason"] = verdict.never
+            return answer
+        ahead = len(self._queue)
+        placement = verdict.placement
+        if placement is not None and ahead == 0 and len(self._active) < self.config.max_running:
+            wait_min = wait_max = 0.0
+            answer["gpus"] = placement.describe()
+            answer["constraints_relaxed"] = list(placement.relaxed)
+        else:
+            typical = self._typical_runtime()
+            slots = max(1, len(self._units()[0]) or self.config.max_running)
+            rounds = (ahead + 1 + slots - 1) // slots
+            wait_min, wait_max = typical * max(0, rounds - 1), typical * rounds
+            answer["reason"] = verdict.busy or "waiting for a running slot"
+        rate = placement.hourly_price if placement is not None else self._rate_range(prices)[0]
+        low, high = (rate, rate) if placement is not None else self._rate_range(prices)
+        answer.update(
+            gpu_count=verdict.needed,
+            queue_ahead=ahead,
+            estimated_hourly_rate_usd=rate * (1 if placement is not None else verdict.needed),
+            estimated_hourly_rate_min_usd=low * (1 if placement is not None else verdict.needed),
+            estimated_hourly_rate_max_usd=high * (1 if placement is not None else verdict.needed),
+            estimated_queue_wait_min_sec=round(wait_min),
+            estimated_queue_wait_max_sec=round(wait_max),
+            estimated_start_time_min=iso(now + wait_min),
+            estimated_start_time_max=iso(now + wait_max),
+        )
+        if draft.max_runtime is not None:
+            answer["estimated_cost_max_usd"] = round(
+                answer["estimated_hourly_rate_max_usd"] * draft.max_runtime / 3600, 6
+            )
+        return answer
+
+    def _rate_range(self, prices: Mapping[str, float]) -> tuple[float, float]:
+        families = {u.family or "unknown" for u in self._units()[0]}
+        known = [prices.get(f, 0.0) for f in families] or [0.0]
+        return min(known), max(known)
+
+    def _typical_runtime(self) -> float:
+        runtimes = self._recent_runtimes
+        return sorted(runtimes)[len(runtimes) // 2] if runtimes else 300.0
+
+    # --- status changes ----------------------------------------------------------------------
+
+    def callback_body(self, job: Workload) -> dict[str, Any]:
+        body = self.wire(job)
+        body["job_id"] = job.grid_job_id or job.id
+        body["node_job_id"] = job.id
+        body["correlation"] = job.draft.get("callback_metadata")
+        body["timestamp"] = iso(job.updated_at)
+        return body
+
+    async def _transition(self, job: Workload, status: WorkloadStatus, **fields: Any) -> None:
+        """The only way a job's status changes: forward only, stored with its outbox rows."""
+        if ORDER[status] < ORDER[job.status] or job.status.final:
+            return
+        outbox: list[tuple[str, dict[str, Any]]] = []
+        preview = Workload(**{**job.__dict__, "status": status, **fields})
+        preview.updated_at = self.clock()
+        if status in CALLBACK_STATUSES and job.draft.get("callback_url"):
+            outbox.append(("callback", self.callback_body(preview)))
+        if job.origin == "pull":
+            outbox.append(("grid", self.callback_body(preview)))
+        await self.store.update(job, status, outbox=outbox, **fields)
+        log.info(
+            "workload_status",
+            job_id=job.id,
+            status=status.value,
+            **{k: v for k, v in fields.items() if k in ("exit_code", "error")},
+        )
+        self._notify(job)
+
+    def _notify(self, job: Workload) -> None:
+        for listener in self.listeners:
+            try:
+                listener(job)
+            except Exception:
+                log.exception("workload_listener_failed")
+
+    async def _finish(
+        self,
+        job: Workload,
+        *,
+        exit_code: int | None,
+        timed_out: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        outcome = final_outcome(
+            exit_code=exit_code,
+            cancel_requested=job.cancel_requested,
+            timed_out=timed_out,
+            error=error,
+        )
+        runtime = job.runtime_seconds(self.clock())
+        if runtime is not None:
+            self._recent_runtimes = [*self._recent_runtimes[-99:], runtime]
+        await self._transition(
+            job,
+            outcome.status,
+            exit_code=exit_code,
+            error=outcome.error,
+            finished_at=self.clock(),
+        )
+
+    # --- scheduling --------------------------------------------------------------------------
+
+    async def _schedule_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                self._schedule()
+            except Exception:
+                log.exception("workload_schedule_failed")
+
+    def _schedule(self) -> None:
+        """Start every queued job that can start now, oldest first; a job waiting for GPUs
+        lets smaller ones behind it use what is free (it keeps its place)."""
+        if self.draining:
+            return
+        waiting: list[Workload] = []
+        for job in self._queue:
+            if len(self._active) >= self.config.max_running:
+                waiting.append(job)
+                continue
+            verdict = self._verdict(parse_draft(job.draft))
+            if verdict.placement is None:
+                waiting.append(job)
+                continue
+            self._launch(job, verdict.placement)
+        self._queue = waiting
+
+    def _launch(self, job: Workload, placement: Placement) -> None:
+        uuids = tuple(u.uuid for u in placement.units)
+        if uuids:
+            self.allocator.grant(grant_key(job.id), uuids, exclusive=True)
+        active = self._active[job.id] = Active(job)
+        active.task = self.tasks.spawn(
+            self._run(active, placement.describe()), name=f"workload-{job.id}"
+        )
+
+    # --- one job -----------------------------------------------------------------------------
+
+    async def _run(self, active: Active, gpus: list[dict[str, Any]]) -> None:
+        job = active.job
+        try:
+            await self._prepare_image(active)
+            if active.cancelled.is_set():
+                await self._finish(job, exit_code=None)
+                return
+            await self._transition(job, WorkloadStatus.STARTING, gpus=gpus)
+            spec = container_spec(job, tuple(g["uuid"] for g in gpus), self.config)
+            container_id = await asyncio.to_thread(self.docker.create, spec)
+            await self.store.update(job, container_id=container_id)
+            if active.cancelled.is_set():
+                await self._finish(job, exit_code=None)
+                return
+            stream = await asyncio.to_thread(self.docker.attach, container_id)
+            try:
+                ports = await asyncio.to_thread(self.docker.start, container_id)
+            except BaseException:
+                await asyncio.to_thread(_close, stream)
+                raise
+            await self._transition(
+                job, WorkloadStatus.RUNNING, started_at=self.clock(), ports=ports
+            )
+            await self._follow_to_end(active, stream=stream)
+        except asyncio.CancelledError:
+            raise  # the agent stops: the container runs on and is re-attached later
+        except ImageUnavailable as exc:
+            await self._finish(job, exit_code=None, error=exc.error)
+        except PullCancelled:
+            await self._finish(job, exit_code=None)
+        except Exception as exc:
+            log.warning("workload_failed_to_run", job_id=job.id, error=repr(exc)[:300])
+            await self._finish(job, exit_code=None, error=_docker_reason(exc))
+        finally:
+            if not self.draining or job.status.final:
+                await self._release(active)
+
+    async def _prepare_image(self, active: Active) -> None:
+        job = active.job
+        image = job.draft["image"]
+        if self.config.pull_policy != "always" and await asyncio.to_thread(
+            self.docker.image_present, image
+        ):
+            return
+        await self._transition(job, WorkloadStatus.PULLING)
+        loop = asyncio.get_running_loop()
+        creds = self.config.registries.get(registry_host(image))
+        auth = (
+            {"username": creds.username, "password": creds.password.get_secret_value()}
+            if creds
+            else None
+        )
+
+        def progress(report: dict[str, Any]) -> None:  # from the pull thread
+            job.progress = report
+            loop.call_soon_threadsafe(lambda: log.info("workload_pull", job_id=job.id, **report))
+
+        deadline = time.monotonic() + self.config.pull_timeout
+        stop = threading.Event()  # tells the pull thread to drop the transfer
+        pull = run_in_own_thread(
+            lambda: self.docker.pull(image, auth, progress, stop, deadline),
+            name=f"pull-{job.id}",
+        )
+        cancelled: asyncio.Future[Any] = asyncio.ensure_future(active.cancelled.wait())
+        waiting: set[asyncio.Future[Any]] = {pull, cancelled}
+        try:
+            # A stalled registry sends nothing: a cancel must not wait for its next event.
+            await asyncio.wait(
+                waiting,
+                timeout=self.config.pull_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            cancelled.cancel()
+        if pull.done():
+            pull.result()
+            await self.store.update(job, progress=job.progress)
+            return
+        stop.set()
+        pull.add_done_callback(_consume)
+        if active.cancelled.is_set():
+            raise PullCancelled
+        raise ImageUnavailable(
+            f"image {image}: pull timed out after {self.config.pull_timeout:g} s"
+        )
+
+    async def _follow_to_end(self, active: Active, *, stream: Any | None) -> None:
+        """Capture output until the container exits (a thread of its own), enforce
+        ``max_runtime``, and record the final status with Docker's exit code."""
+        job = active.job
+        assert job.container_id is not None
+        container_id = job.container_id
+        if active.signal is None:
+            active.signal = logs.LogSignal(asyncio.get_running_loop())
+        signal = active.signal
+        log_file = logs.LogFile(
+            self.log_path(job.id), self.config.log_max_bytes, signal.notify_threadsafe
+        )
+        if stream is None:
+            log_file.reset()  # Docker replays everything from the container's start
+
+        def capture() -> int | None:
+            try:
+                if stream is not None:
+                    self.docker.copy_output(stream, log_file.write)
+                else:
+                    self.docker.replay_output(container_id, log_file.write)
+            finally:
+                log_file.close()
+            return self.docker.wait(container_id)
+
+        exited = run_in_own_thread(capture, name=f"capture-{job.id}")
+        limit = job.draft.get("max_runtime") or self.config.default_max_runtime
+        timed_out: float | None = None
+        remaining = None
+        if limit is not None and job.started_at is not None:
+            remaining = max(0.0, job.started_at + float(limit) - self.clock())
+        try:
+            exit_code = await asyncio.wait_for(asyncio.shield(exited), remaining)
+        except TimeoutError:
+            timed_out = float(limit) if limit is not None else None
+            log.info("workload_max_runtime", job_id=job.id, limit=limit)
+            await asyncio.to_thread(self.docker.stop, container_id, self.config.stop_grace)
+            exit_code = await exited
+        except asyncio.CancelledError:
+            exited.add_done_callback(_consume)
+            raise
+        active.ended = True
+        signal.fire()
+        await self._finish(job, exit_code=exit_code, timed_out=timed_out)
+
+    async def _release(self, active: Active) -> None:
+        job = active.job
+        active.ended = True
+        if active.signal is not None:
+            active.signal.fire()
+        self.allocator.release(grant_key(job.id))
+        self._active.pop(job.id, None)
+        if job.container_id is not None and job.status.final:
+            try:
+                await asyncio.to_thread(self.docker.remove, job.container_id)
+            except Exception as exc:
+                log.warning("workload_remove_failed", job_id=job.id, error=repr(exc)[:200])
+        self._wake.set()
+
+    # --- restart -----------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        jobs = await self.store.open_jobs()
+        found: dict[str, Found] = {}
+        try:
+            found = {f.job_id: f for f in await asyncio.to_thread(self.docker.find_all)}
+        except Exception as exc:
+            log.error("workloads_docker_unavailable", error=repr(exc)[:300])
+        known = {j.id for j in jobs}
+        for job in jobs:
+            container = found.get(job.id)
+            if container is not None:
+                job.container_id = container.container_id
+                await self._resume(job, container)
+            elif job.status is WorkloadStatus.QUEUED or job.status is WorkloadStatus.PULLING:
+                if job.cancel_requested:
+                    await self._finish(job, exit_code=None)
+                else:
+                    # Nothing was started yet: back in the queue, in the same order.
+                    await self.store.update(job, progress=None)
+                    job.status = WorkloadStatus.QUEUED
+                    self._queue.append(job)
+            else:
+                await self._finish(
+                    job,
+                    exit_code=None,
+                    error="the job's container is gone (removed while the node was down)",
+                )
+        for job_id, container in found.items():
+            if job_id not in known:  # finished and recorded, but not removed yet
+                await asyncio.to_thread(self.docker.remove, container.container_id)
+        log.info("workloads_recovered", open=len(jobs), queued=len(self._queue))
+        self._wake.set()
+
+    async def _resume(self, job: Workload, container: Found) -> None:
+        uuids = tuple(g["uuid"] for g in job.gpus)
+        if uuids:
+            self.allocator.grant(grant_key(job.id), uuids, exclusive=True)
+        active = self._active[job.id] = Active(job)
+        if job.cancel_requested:
+            active.cancel()
+        if not container.running and job.status is not WorkloadStatus.RUNNING:
+            # Created but never started (the agent died in between): nothing ran.
+            active.task = self.tasks.spawn(
+                self._settle(active, None, "the node stopped before the job started"),
+                name=f"workload-{job.id}",
+            )
+            return
+        if job.status is not WorkloadStatus.RUNNING:
+            await self._transition(job, WorkloadStatus.RUNNING, started_at=self.clock())
+        log.info("workload_reattached", job_id=job.id, running=container.running)
+        if job.cancel_requested and container.running:
+            self.tasks.spawn(self._stop_container(job), name=f"workload-stop-{job.id}")
+        active.task = self.tasks.spawn(self._reattach(active), name=f"workload-{job.id}")
+
+    async def _settle(self, active: Active, exit_code: int | None, error: str | None) -> None:
+        try:
+            await self._finish(active.job, exit_code=exit_code, error=error)
+        finally:
+            await self._release(active)
+
+    async def _reattach(self, active: Active) -> None:
+        job = active.job
+        try:
+            await self._follow_to_end(active, stream=None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("workload_reattach_failed", job_id=job.id, error=repr(exc)[:300])
+            running, code = await asyncio.to_thread(self.docker.exit_code, job.container_id or "")
+            await self._finish(job, exit_code=code, error=None if not running else repr(exc))
+        finally:
+            if not self.draining or job.status.final:
+                await self._release(active)
+
+    # --- retention ---------------------------------------------------------------------------
+
+    async def _prune_forever(self) -> None:
+        while True:
+            try:
+                removed = await self.store.prune(
+                    self.config.retention_seconds, self.config.retention_count
+                )
+                for job_id in removed:
+                    await asyncio.to_thread(logs.remove, self.log_path(job_id))
+                if removed:
+                    log.info("workloads_pruned", removed=len(removed))
+            except Exception:
+                log.exception("workloads_prune_failed")
+            await asyncio.sleep(60)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve a late result nobody waits for any more (no 'never retrieved' warning)."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _close(stream: Any) -> None:
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+
+
+def _docker_reason(exc: Exception) -> str:
+    explanation = getattr(exc, "explanation", None)
+    text = str(explanation or exc) or type(exc).__name__
+    return f"the container could not be run: {text[:300]}"

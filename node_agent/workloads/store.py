@@ -347,7 +347,12 @@ class WorkloadStore:
             rows = db.execute(
                 "SELECT o.id, o.kind, o.job_id, o.status, o.body, o.attempts, w.callback_token"
                 " FROM outbox o LEFT JOIN workloads w ON w.id = o.job_id"
-                " WHERE o.done_at IS NULL AND o.next_at <= ? ORDER BY o.next_at, o.id LIMIT ?",
+                " WHERE o.done_at IS NULL AND o.next_at <= ?"
+                # In order per job and receiver: a later status waits for an earlier one that
+                # is being retried, so a receiver never sees 'failed' before 'running'.
+                " AND o.id = (SELECT min(x.id) FROM outbox x WHERE x.job_id = o.job_id"
+                " AND x.kind = o.kind AND x.done_at IS NULL)"
+                " ORDER BY o.next_at, o.id LIMIT ?",
                 (now, limit),
             ).fetchall()
             return [
@@ -358,7 +363,9 @@ class WorkloadStore:
 
     async def next_due_at(self) -> float | None:
         def read(db: sqlite3.Connection) -> float | None:
-            row = db.execute("SELECT min(next_at) FROM outbox WHERE done_at IS NULL").fetchone()
+            row = db.execute(
+                "SELECT min(next_at) FROM outbox INDEXED BY outbox_due WHERE done_at IS NULL"
+            ).fetchone()
             return float(row[0]) if row and row[0] is not None else None
 
         return await self._call(read)

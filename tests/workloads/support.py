@@ -82,6 +82,7 @@ async def wait_status(
     async def probe() -> dict[str, Any] | None:
         async with http.get(f"{url}/v1/jobs/{job_id}", headers=key.headers) as r:
             body: dict[str, Any] = await r.json()
+            assert r.status == 200, body
         return body if body["status"] in statuses else None
 
     return await eventually(probe, timeout=timeout, what=f"{job_id} in {statuses}")

@@ -1,0 +1,127 @@
+"""The agent is not the workload: ``kill -9`` of a real agent process while a workload runs,
+then a restart re-attaches it and reports its true exit code, with one callback per status."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import docker
+import pytest
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from tests.support.net import free_port
+from tests.workloads.support import FINAL, draft, eventually, make_key, node_config, wait_status
+
+pytestmark = pytest.mark.docker
+
+
+async def start_agent(config: Path, state: Path, log: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "node_agent.cli",
+        "run",
+        "--config",
+        str(config),
+        "--state-dir",
+        str(state),
+        stdout=log.open("ab"),
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+@pytest.fixture
+async def hook() -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+    calls: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        calls.append(await request.json())
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        yield calls, str(server.make_url("/hook"))
+    finally:
+        await server.close()
+
+
+async def test_kill_9_then_restart_reattaches_and_reports_the_true_exit_code(
+    tmp_path: Path, http: aiohttp.ClientSession, hook: tuple[list[dict[str, Any]], str]
+) -> None:
+    calls, hook_url = hook
+    key = make_key()
+    port = free_port()
+    raw = node_config([key], max_running=1)
+    raw["server"] = {"port": port, "host": "127.0.0.1", "rate_limit_enabled": False}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    state = tmp_path / "state"
+    url = f"http://127.0.0.1:{port}"
+
+    async def healthy() -> bool:
+        try:
+            async with http.get(f"{url}/health") as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    agent = await start_agent(config, state, tmp_path / "agent.log")
+    try:
+        await eventually(healthy, what="agent up")
+        long = draft("echo before; sleep 5; echo after; exit 7", callback_url=hook_url)
+        async with http.post(f"{url}/v1/jobs", json=long, headers=key.headers) as r:
+            job_id = (await r.json())["job_id"]
+        # Queued behind it (max_running 1): accepted work survives the kill too.
+        async with http.post(f"{url}/v1/jobs", json=draft("exit 0"), headers=key.headers) as r:
+            queued_id = (await r.json())["job_id"]
+        await wait_status(http, url, key, job_id, {"running"})
+
+        async def running_callback() -> bool:
+            return any(c["status"] == "running" for c in calls)
+
+        await eventually(running_callback, what="the running callback")
+        os.kill(agent.pid, signal.SIGKILL)
+        await agent.wait()
+        client = docker.from_env()
+        (container,) = client.containers.list(filters={"label": f"io.node-agent.workload={job_id}"})
+        assert container.status == "running"  # the workload outlived the agent
+
+        agent = await start_agent(config, state, tmp_path / "agent.log")
+        await eventually(healthy, what="agent back")
+        final = await wait_status(http, url, key, job_id, FINAL, timeout=60)
+        assert final["status"] == "failed" and final["exit_code"] == 7
+        async with http.get(f"{url}/v1/jobs/{job_id}/runtime", headers=key.headers) as r:
+            log_tail = (await r.json())["log_tail"]
+        assert log_tail == "before\nafter\n"  # output from before and after the restart
+        queued = await wait_status(http, url, key, queued_id, FINAL, timeout=60)
+        assert queued["status"] == "succeeded"
+
+        async def final_callback() -> bool:
+            return any(c["status"] == "failed" for c in calls)
+
+        await eventually(final_callback, what="the final callback")
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # noqa: ASYNC110 - a duplicate would arrive now
+            await asyncio.sleep(0.1)
+        assert [c["status"] for c in calls] == ["running", "failed"]
+        assert calls[-1]["exit_code"] == 7
+        assert not client.containers.list(
+            all=True, filters={"label": f"io.node-agent.workload={job_id}"}
+        )  # removed once recorded
+    finally:
+        if agent.returncode is None:
+            agent.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(agent.wait(), 60)

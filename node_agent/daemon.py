@@ -111,6 +111,7 @@ class Daemon:
         if self.workloads is not None:
             await self.workloads.open()
             self.workloads.attach(self.ctx)
+            self.workloads.serve_as_containers(self.manager, self.jobs, client, self.tasks.spawn)
             self.provider.attach_workloads(self.workloads)
         await self._serve(create_server(self.ctx))
         await self.jobs.recover(config.jobs.on_restart)
@@ -249,6 +250,8 @@ class Daemon:
         hold = GateHold(admission, changes.held)
         try:
             self.jobs.reconfigure(policies_from_config(new.containers), admission)
+            if self.workloads is not None:
+                self.workloads.reapply_services()
             self.provider.reconfigured(new)
             # From here new jobs follow the new config (held at the gates of containers that
             # are being added or replaced); jobs taken in before this line ran on the old one.

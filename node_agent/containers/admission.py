@@ -78,12 +78,18 @@ class Ticket:
     def release_step(self, container_id: str) -> None:
         if container_id in self._remaining:
             self._remaining.remove(container_id)
-            self._admission.gates[container_id].admitted -= 1
+            self._release(container_id)
 
     def release_all(self) -> None:
         for cid in self._remaining:
-            self._admission.gates[cid].admitted -= 1
+            self._release(cid)
         self._remaining = []
+
+    def _release(self, container_id: str) -> None:
+        # A workload served as a container may have ended (and its gate gone) meanwhile.
+        gate = self._admission.gates.get(container_id)
+        if gate is not None:
+            gate.admitted -= 1
 
 
 def gates_for(containers: Iterable[tuple[str, int, int]]) -> dict[str, ContainerGate]:

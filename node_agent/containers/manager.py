@@ -169,6 +169,9 @@ class ContainerManager:
         self._gpu_planner = gpu_planner
         self._clock = clock
         self.containers: dict[str, ServiceContainer] = {}
+        # Services that are not configured but run as workloads (``workloads.services``):
+        # reachable like the others, never created, restarted or stopped by this manager.
+        self._dynamic: dict[str, ServiceContainer] = {}
         self._wake = asyncio.Event()
         self._set_configs(configs)
 
@@ -182,6 +185,21 @@ class ContainerManager:
                 self.containers[config.id] = existing
             else:
                 self.containers[config.id] = ServiceContainer(config, port, managed=self.manage)
+        for cid, dynamic in self._dynamic.items():
+            self.containers.setdefault(cid, dynamic)
+
+    def add_dynamic(self, config: ContainerConfig) -> ServiceContainer:
+        """Serve a running workload as a service container (its URL is on loopback)."""
+        container = ServiceContainer(config, 0, managed=False, state=ContainerState.RUNNING)
+        self._dynamic[config.id] = container
+        self.containers[config.id] = container
+        log.info("dynamic_service_added", container=config.id, url=config.url)
+        return container
+
+    def remove_dynamic(self, container_id: str) -> None:
+        if self._dynamic.pop(container_id, None) is not None:
+            self.containers.pop(container_id, None)
+            log.info("dynamic_service_removed", container=container_id)
 
     # --- queries -----------------------------------------------------------------------------
 
@@ -244,7 +262,7 @@ class ContainerManager:
             for container in self.containers.values():
                 self._mark(container, ContainerState.FAILED, f"Docker engine unavailable: {exc}")
             return
-        await asyncio.gather(*(self._bring_up(c) for c in self.containers.values()))
+        await asyncio.gather(*(self._bring_up(c) for c in self.containers.values() if c.managed))
 
     async def _bring_up(self, container: ServiceContainer) -> None:
         try:
@@ -396,7 +414,7 @@ class ContainerManager:
 
     async def check_all(self) -> None:
         if self.manage:
-            await asyncio.gather(*(self._check(c) for c in self.containers.values()))
+            await asyncio.gather(*(self._check(c) for c in self.containers.values() if c.managed))
 
     async def _check(self, container: ServiceContainer) -> None:
         import docker.errors
@@ -442,7 +460,7 @@ class ContainerManager:
         if not self.manage:
             await self.start()
             return
-        removed = [c for cid, c in old.items() if cid not in self.containers]
+        removed = [c for cid, c in old.items() if cid not in self.containers and c.managed]
         changed = [c for cid, c in self.containers.items() if old.get(cid) is not c]
         await asyncio.gather(*(self._remove(c) for c in removed))
         await asyncio.gather(*(self._bring_up(c) for c in changed))
@@ -473,7 +491,7 @@ class ContainerManager:
             except Exception as exc:
                 log.warning("container_stop_failed", container=container.config.id, error=str(exc))
 
-        await asyncio.gather(*(stop_one(c) for c in self.containers.values()))
+        await asyncio.gather(*(stop_one(c) for c in self.containers.values() if c.managed))
         await self._run(self._docker.close)
 
 

@@ -11,13 +11,17 @@ from typing import Any
 import aiohttp
 
 from node_agent.api.context import NodeContext
+from node_agent.containers.manager import ContainerManager
+from node_agent.containers.service_client import ServiceClient
 from node_agent.gpu.assign import GpuAllocator
 from node_agent.gpu.model import GpuState
+from node_agent.jobs.service import JobService
 from node_agent.workloads.api import WorkloadHandlers
 from node_agent.workloads.callbacks import OutboxDeliverer, Sender
 from node_agent.workloads.config import WorkloadsConfig
 from node_agent.workloads.docker_adapter import WorkloadDocker
 from node_agent.workloads.service import WorkloadService
+from node_agent.workloads.services import InfernetServiceBridge
 from node_agent.workloads.store import WorkloadStore
 
 
@@ -53,6 +57,7 @@ class WorkloadNode:
         self._session: aiohttp.ClientSession | None = None
         self.deliverer: OutboxDeliverer | None = None
         self.grid_sender: Sender | None = None
+        self.services: InfernetServiceBridge | None = None
 
     async def open(self) -> None:
         """Before the server listens: routes need an open store."""
@@ -70,6 +75,21 @@ class WorkloadNode:
     def attach(self, ctx: NodeContext) -> None:
         ctx.route_extensions.append(WorkloadHandlers(self.service).register)
         ctx.health_checks["workloads"] = self.health
+
+    def serve_as_containers(
+        self,
+        manager: ContainerManager,
+        jobs: JobService,
+        client: ServiceClient,
+        spawn: Callable[..., Any],
+    ) -> None:
+        """Inference workloads with ``infernet_service`` are callable through /api/jobs."""
+        self.services = InfernetServiceBridge(manager, jobs, client, spawn)
+        self.service.listeners.append(self.services.on_change)
+
+    def reapply_services(self) -> None:
+        if self.services is not None:
+            self.services.reapply()
 
     def health(self) -> dict[str, Any]:
         counts = self.service.counts()

@@ -689,6 +689,7 @@ class WorkloadService:
         if job.status is not WorkloadStatus.RUNNING:
             await self._transition(job, WorkloadStatus.RUNNING, started_at=self.clock())
         log.info("workload_reattached", job_id=job.id, running=container.running)
+        self._notify(job)  # listeners learn of it again (e.g. serve it as a container)
         if job.cancel_requested and container.running:
             self.tasks.spawn(self._stop_container(job), name=f"workload-stop-{job.id}")
         active.task = self.tasks.spawn(self._reattach(active), name=f"workload-{job.id}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: prepare this machine, start node-agent with the example containers, act as a
-# client (job, chained job, batch, stream), print what comes back, and stop cleanly. Then the
+# client (job, chained job, batch, stream) and as an orchestrator (a workload: submit, logs
+# live, callback, result), print what comes back, and stop cleanly. Then the
 # on-chain part (scripts/demo_chain.py): a local anvil devnet with the contracts deployed, the
 # node restarted with the chain enabled, a recurring and a delegated subscription fulfilled,
 # the delivered outputs read back from the chain. DEMO_CHAIN=0 skips the on-chain part.
@@ -30,6 +31,11 @@ containers:
      description: "transforms its input"}
 YAML
 
+# The orchestrator's key for /v1/jobs (printed once; only its hash is stored).
+created=$(.venv/bin/node-agent api-key create --state-dir "$demo/state" --name demo-orchestrator \
+    2>/dev/null)
+api_key=${created%%$'\n'*}
+
 log "starting node-agent on port $port (log: $demo/agent.log)"
 .venv/bin/node-agent run --config "$demo/config.yaml" --state-dir "$demo/state" \
     >"$demo/agent.log" 2>&1 &
@@ -44,6 +50,9 @@ cleanup() {
 trap cleanup EXIT
 
 .venv/bin/python scripts/demo_client.py "http://127.0.0.1:$port"
+
+log "a workload as an orchestrator sends it: submit, follow its logs live, callback, result"
+.venv/bin/python scripts/demo_workload.py "http://127.0.0.1:$port" "$api_key"
 cleanup  # the off-chain part is done; the chain part restarts the node with the chain enabled
 
 if [ "${DEMO_CHAIN:-1}" != 0 ]; then

@@ -157,6 +157,19 @@ class AgentMetrics:
             "node_agent_queue_depth", "Jobs waiting for a container slot", ("container",)
         )
         self.running_jobs = r.gauge("node_agent_jobs_running", "Off-chain jobs running")
+        self.workloads = r.gauge(
+            "node_agent_workloads",
+            "Orchestrator workloads by state (queued, active, running)",
+            ("state",),
+        )
+        self.workloads_finished = r.counter(
+            "node_agent_workloads_finished_total", "Workloads that ended, by status", ("status",)
+        )
+        self.workload_callbacks = r.counter(
+            "node_agent_workload_callbacks_total",
+            "Outbox deliveries (callbacks, orchestrator reports) by outcome",
+            ("outcome",),
+        )
         self.grid_connected = r.gauge(
             "node_agent_grid_connected", "Last orchestrator request succeeded (1/0)"
         )
@@ -217,6 +230,13 @@ class AgentMetrics:
             value = container.get("restarts", 0)
             restarts[(str(container["id"]),)] = float(value) if isinstance(value, int) else 0.0
         self.container_restarts.replace_all(restarts)
+
+    def observe_workloads(
+        self, counts: Mapping[str, int], finished: Mapping[str, int], outbox: Mapping[str, int]
+    ) -> None:
+        self.workloads.replace_all({(k,): float(v) for k, v in counts.items()})
+        self.workloads_finished.replace_all({(k,): float(v) for k, v in finished.items()})
+        self.workload_callbacks.replace_all({(k,): float(v) for k, v in outbox.items()})
 
     def observe_grid(self, state: str, heartbeats_sent: int) -> None:
         self.grid_connected.set(1.0 if state == "registered" else 0.0)

@@ -126,6 +126,7 @@ class WorkloadHandlers:
             return response
         try:
             await response.write(b": following " + job.id.encode() + b"\n\n")
+            await service.until_started(job)
             async for chunk in service.follow(job):
                 text = chunk.decode("utf-8", "replace")
                 await response.write(b"event: log\ndata: " + orjson.dumps(text) + b"\n\n")

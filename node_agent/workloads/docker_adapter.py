@@ -22,6 +22,9 @@ log = structlog.get_logger(__name__)
 
 LABEL_WORKLOAD = "io.node-agent.workload"
 LABEL_OWNER_NODE = "io.node-agent.kind"
+# Which node (state directory) owns the container: two agents on one host never adopt or
+# remove each other's workloads.
+LABEL_NODE = "io.node-agent.node"
 NAME_PREFIX = "na-wl-"
 
 
@@ -198,10 +201,11 @@ class WorkloadDocker:
         with contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_container(container_id, force=True)
 
-    def find_all(self) -> list[Found]:
-        """Every workload container this host has, running or not."""
+    def find_all(self, node_tag: str) -> list[Found]:
+        """Every workload container of this node, running or not."""
         found = []
-        for c in self.client.api.containers(all=True, filters={"label": LABEL_WORKLOAD}):
+        labels_filter = [LABEL_WORKLOAD, f"{LABEL_NODE}={node_tag}"]
+        for c in self.client.api.containers(all=True, filters={"label": labels_filter}):
             labels = c.get("Labels") or {}
             running = c.get("State") == "running"
             exit_code = None

@@ -4,6 +4,7 @@ and ``stop``."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,11 @@ from node_agent.workloads.docker_adapter import WorkloadDocker
 from node_agent.workloads.service import WorkloadService
 from node_agent.workloads.services import InfernetServiceBridge
 from node_agent.workloads.store import WorkloadStore
+
+
+def node_tag(state_dir: Path) -> str:
+    """Stable per state directory: the node a workload container belongs to."""
+    return hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:16]
 
 
 def _docker_client() -> Any:
@@ -53,6 +59,7 @@ class WorkloadNode:
             inventory=inventory,
             prices=prices,
             log_dir=state_dir / "workload-logs",
+            node_tag=node_tag(state_dir),
         )
         self._session: aiohttp.ClientSession | None = None
         self.deliverer: OutboxDeliverer | None = None
@@ -90,6 +97,14 @@ class WorkloadNode:
     def reapply_services(self) -> None:
         if self.services is not None:
             self.services.reapply()
+
+    def metrics(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        deliverer = self.deliverer
+        outbox = {
+            "delivered": deliverer.delivered if deliverer else 0,
+            "failed": deliverer.failed if deliverer else 0,
+        }
+        return self.service.counts(), dict(self.service.finished), outbox
 
     def health(self) -> dict[str, Any]:
         counts = self.service.counts()

@@ -8,6 +8,7 @@ Decisions live in pure modules (``model.final_outcome``, ``placement.place``,
 from __future__ import annotations
 
 import asyncio
+import collections
 import fnmatch
 import threading
 import time
@@ -123,8 +124,10 @@ class WorkloadService:
         inventory: Callable[[], Sequence[GpuState]],
         prices: Callable[[], Mapping[str, float]],
         log_dir: Path,
+        node_tag: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.node_tag = node_tag
         self.config = config
         self.store = store
         self.docker = docker
@@ -140,6 +143,11 @@ class WorkloadService:
         self.draining = False
         # Called after every stored status change (the outbox deliverer, the grid reporter).
         self.listeners: list[Callable[[Workload], None]] = []
+        self.finished: collections.Counter[str] = collections.Counter()
+        # Parsed drafts of queued jobs (the scheduler reads them on every pass).
+        self._drafts: dict[str, Draft] = {}
+        # Replaced on every change; waiters (a live log of a queued job) hold the current one.
+        self._changed = asyncio.Event()
         # Recent runtimes, to estimate how long the queue ahead takes.
         self._recent_runtimes: list[float] = []
 
@@ -216,6 +224,11 @@ class WorkloadService:
             "log_tail": data.decode("utf-8", "replace"),
             "log_tail_bytes": len(data),
         }
+
+    async def until_started(self, job: Workload) -> None:
+        """Wait while the job is queued (a live log opened early follows it from the start)."""
+        while self._live(job.id) is not None and self.current(job).status is WorkloadStatus.QUEUED:
+            await self._changed.wait()
 
     def follow(self, job: Workload) -> Any:
         """An async iterator over the job's output, live until it ends."""
@@ -301,6 +314,7 @@ class WorkloadService:
             callback_token=draft.callback_auth_token,
         )
         await self.store.create(job)
+        self._drafts[job.id] = draft
         self._queue.append(job)
         self._notify(job)
         log.info(
@@ -328,6 +342,7 @@ class WorkloadService:
         active = self._active.get(job.id)
         if job.status is WorkloadStatus.QUEUED and active is None:
             self._queue = [j for j in self._queue if j.id != job.id]
+            self._drafts.pop(job.id, None)
             await self._finish(job, exit_code=None)
             return job
         if active is not None:
@@ -422,6 +437,10 @@ class WorkloadService:
         self._notify(job)
 
     def _notify(self, job: Workload) -> None:
+        if job.status.final:
+            self.finished[job.status.value] += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
         for listener in self.listeners:
             try:
                 listener(job)
@@ -474,7 +493,10 @@ class WorkloadService:
             if len(self._active) >= self.config.max_running:
                 waiting.append(job)
                 continue
-            verdict = self._verdict(parse_draft(job.draft))
+            draft = self._drafts.get(job.id)
+            if draft is None:
+                draft = self._drafts[job.id] = parse_draft(job.draft)
+            verdict = self._verdict(draft)
             if verdict.placement is None:
                 waiting.append(job)
                 continue
@@ -482,6 +504,7 @@ class WorkloadService:
         self._queue = waiting
 
     def _launch(self, job: Workload, placement: Placement) -> None:
+        self._drafts.pop(job.id, None)
         uuids = tuple(u.uuid for u in placement.units)
         if uuids:
             self.allocator.grant(grant_key(job.id), uuids, exclusive=True)
@@ -500,7 +523,7 @@ class WorkloadService:
                 await self._finish(job, exit_code=None)
                 return
             await self._transition(job, WorkloadStatus.STARTING, gpus=gpus)
-            spec = container_spec(job, tuple(g["uuid"] for g in gpus), self.config)
+            spec = container_spec(job, tuple(g["uuid"] for g in gpus), self.config, self.node_tag)
             container_id = await asyncio.to_thread(self.docker.create, spec)
             await self.store.update(job, container_id=container_id)
             if active.cancelled.is_set():
@@ -643,7 +666,9 @@ class WorkloadService:
         jobs = await self.store.open_jobs()
         found: dict[str, Found] = {}
         try:
-            found = {f.job_id: f for f in await asyncio.to_thread(self.docker.find_all)}
+            found = {
+                f.job_id: f for f in await asyncio.to_thread(self.docker.find_all, self.node_tag)
+            }
         except Exception as exc:
             log.error("workloads_docker_unavailable", error=repr(exc)[:300])
         known = {j.id for j in jobs}

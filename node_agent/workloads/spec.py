@@ -8,7 +8,12 @@ from typing import Any
 
 from node_agent.gpu.assign import LABEL_EXCLUSIVE, LABEL_GPUS, NO_GPUS
 from node_agent.workloads.config import WorkloadsConfig
-from node_agent.workloads.docker_adapter import LABEL_OWNER_NODE, LABEL_WORKLOAD, NAME_PREFIX
+from node_agent.workloads.docker_adapter import (
+    LABEL_NODE,
+    LABEL_OWNER_NODE,
+    LABEL_WORKLOAD,
+    NAME_PREFIX,
+)
 from node_agent.workloads.model import Workload
 
 
@@ -17,7 +22,7 @@ def container_name(job_id: str) -> str:
 
 
 def container_spec(
-    job: Workload, uuids: tuple[str, ...], config: WorkloadsConfig
+    job: Workload, uuids: tuple[str, ...], config: WorkloadsConfig, node_tag: str = ""
 ) -> dict[str, Any]:
     """``containers.create`` keyword arguments for ``job`` on the GPUs ``uuids``.
 
@@ -40,6 +45,7 @@ def container_spec(
         "labels": {
             LABEL_WORKLOAD: job.id,
             LABEL_OWNER_NODE: "workload",
+            LABEL_NODE: node_tag,
             LABEL_GPUS: ",".join(uuids) if uuids else NO_GPUS,
             LABEL_EXCLUSIVE: "true",
         },

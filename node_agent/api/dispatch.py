@@ -156,7 +156,13 @@ def make_dispatcher(
                 raise ShuttingDown("Node is shutting down", retry_after=5)
             path = request.rel_url.path_safe  # what aiohttp's router matches (%2F kept)
             route = path if path in routes else "*"
-            if limiter_factory is not None and route not in UNLIMITED_PATHS:
+            # Workload routes (/v1) always need an API key: they are not limited per address
+            # like Infernet's anonymous routes (an orchestrator polls many jobs from one IP).
+            if (
+                limiter_factory is not None
+                and route not in UNLIMITED_PATHS
+                and not path.startswith("/v1/")
+            ):
                 # One bucket per route and client, as the reference's quart-rate-limiter does.
                 limiter = limiters.get(route)
                 if limiter is None:

@@ -493,14 +493,20 @@ class WorkloadService:
             if len(self._active) >= self.config.max_running:
                 waiting.append(job)
                 continue
-            draft = self._drafts.get(job.id)
-            if draft is None:
-                draft = self._drafts[job.id] = parse_draft(job.draft)
-            verdict = self._verdict(draft)
-            if verdict.placement is None:
+            try:
+                draft = self._drafts.get(job.id)
+                if draft is None:
+                    draft = self._drafts[job.id] = parse_draft(job.draft)
+                verdict = self._verdict(draft)
+                if verdict.placement is None:
+                    waiting.append(job)
+                    continue
+                self._launch(job, verdict.placement)
+            except Exception:
+                # One job's trouble (a grant refused, a stored draft that no longer parses)
+                # must not stop the others; it keeps its place and is retried next pass.
+                log.exception("workload_launch_failed", job_id=job.id)
                 waiting.append(job)
-                continue
-            self._launch(job, verdict.placement)
         self._queue = waiting
 
     def _launch(self, job: Workload, placement: Placement) -> None:
@@ -535,6 +541,8 @@ class WorkloadService:
             except BaseException:
                 await asyncio.to_thread(_close, stream)
                 raise
+            if active.cancelled.is_set():  # a cancel that came while it was being started
+                self.tasks.spawn(self._stop_container(job), name=f"workload-stop-{job.id}")
             await self._transition(
                 job, WorkloadStatus.RUNNING, started_at=self.clock(), ports=ports
             )

@@ -374,3 +374,22 @@ async def test_cancel_while_queued_and_queue_bound(
             assert r.status == 202
         final = await wait_status(http, url, alice, blocker["job_id"], FINAL)
         assert final["status"] == "cancelled"
+
+
+async def test_workload_routes_are_not_limited_per_address(
+    keys: dict[str, Key], http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    raw = node_config(list(keys.values()))
+    raw["server"] = {"rate_limit_enabled": True, "rate_limit": {"num_requests": 3, "period": 60}}
+    async with running_agent(raw, tmp_path / "state") as (_, url):
+        alice = keys["alice"]
+        job = await submit(http, url, alice, draft("true"))
+        for _ in range(10):  # an orchestrator polls many jobs from one address
+            async with http.get(f"{url}/v1/jobs/{job['job_id']}", headers=alice.headers) as r:
+                assert r.status == 200
+        statuses = []
+        for _ in range(5):  # Infernet's anonymous routes keep their per-address limit
+            async with http.get(f"{url}/api/jobs") as r:
+                statuses.append(r.status)
+        assert 429 in statuses
+        await wait_status(http, url, alice, job["job_id"], FINAL)

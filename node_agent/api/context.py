@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from node_agent.auth.keys import ApiKeyAuthority
+from node_agent.auth.keys import ApiKeyAuthority, Principal
 from node_agent.config import Config
 from node_agent.containers.manager import ContainerManager
 from node_agent.containers.service_client import ServiceClient
@@ -52,8 +52,12 @@ class NodeContext:
     route_extensions: list[Callable[[Any], None]] = field(default_factory=list)
     draining: bool = False
 
-    def client_key(self, ip: IpAddress) -> str:
-        """The namespace a client's jobs live in: its address (as in Infernet)."""
+    def client_key(self, ip: IpAddress, principal: Principal | None = None) -> str:
+        """The namespace a client's jobs live in: the API key's principal when the request
+        carried one (so keys sharing an address never see each other's jobs), else the
+        client's address (as in Infernet, for keyless clients)."""
+        if principal is not None and principal.key_id is not None:
+            return f"key:{principal.key_id}"
         return address_text(ip)
 
 

@@ -15,6 +15,7 @@ from node_agent.api.dispatch import CLIENT_IP
 from node_agent.api.identity import is_local
 from node_agent.api.responses import error_response, json_response
 from node_agent.api.wire import is_delegated, parse_delegated, parse_offchain_job
+from node_agent.auth.middleware import PRINCIPAL
 from node_agent.errors import (
     BadRequest,
     GuardianRejection,
@@ -155,6 +156,10 @@ class Handlers:
 
     # --- jobs --------------------------------------------------------------------------------
 
+    def _client(self, request: web.BaseRequest, ip: IpAddress) -> str:
+        """The caller's job namespace: its API key's principal, else its address."""
+        return self.ctx.client_key(ip, request.get(PRINCIPAL))
+
     async def _delegated(self, body: dict[str, Any], ip: IpAddress) -> dict[str, Any]:
         parse_delegated(body)
         chain = self.ctx.chain
@@ -163,18 +168,19 @@ class Handlers:
         await chain.accept_delegated(body, str(ip))
         return {}
 
-    async def _one_job(self, body: Any, ip: IpAddress) -> dict[str, Any]:
+    async def _one_job(self, body: Any, ip: IpAddress, client: str) -> dict[str, Any]:
         if isinstance(body, dict) and is_delegated(body):
             return await self._delegated(body, ip)
         job = parse_offchain_job(body)
         job_id = await self.ctx.jobs.submit(
-            self.ctx.client_key(ip), ip, job.containers, job.data, job.requires_proof
+            client, ip, job.containers, job.data, job.requires_proof
         )
         return {"id": job_id}
 
     async def create_job(self, request: web.BaseRequest) -> web.Response:
         body = await read_json(request)
-        return json_response(await self._one_job(body, request[CLIENT_IP]))
+        ip = request[CLIENT_IP]
+        return json_response(await self._one_job(body, ip, self._client(request, ip)))
 
     async def create_batch(self, request: web.BaseRequest) -> web.Response:
         body = await read_json(request, force=True)
@@ -184,10 +190,11 @@ class Handlers:
         if len(body) > limit:
             raise PayloadTooLarge("Batch too large", {"max_items": limit, "items": len(body)})
         ip = request[CLIENT_IP]
+        client = self._client(request, ip)
 
         async def item(entry: Any) -> dict[str, Any]:
             try:
-                return await self._one_job(entry, ip)
+                return await self._one_job(entry, ip, client)
             except NodeAgentError as exc:
                 return exc.to_wire()
 
@@ -202,7 +209,11 @@ class Handlers:
         job_req = parse_offchain_job(body)
         ip = request[CLIENT_IP]
         job, chunks = await self.ctx.jobs.open_stream(
-            self.ctx.client_key(ip), ip, job_req.containers, job_req.data, job_req.requires_proof
+            self._client(request, ip),
+            ip,
+            job_req.containers,
+            job_req.data,
+            job_req.requires_proof,
         )
         try:
             # No length: aiohttp frames the body chunked for HTTP/1.1 and, for HTTP/1.0
@@ -227,7 +238,7 @@ class Handlers:
 
     async def get_jobs(self, request: web.BaseRequest) -> web.Response:
         ip = request[CLIENT_IP]
-        client = self.ctx.client_key(ip)
+        client = self._client(request, ip)
         query = request.query
         ids = query.getall("id", [])
         pending = PENDING.get(query.get("pending", ""))
@@ -274,7 +285,7 @@ class Handlers:
             parsed = JobStatus(str(status))
         except ValueError:
             raise BadRequest("Status is invalid", {"status": status}) from None
-        await self.ctx.jobs.record_status(self.ctx.client_key(ip), job_id, parsed, containers)
+        await self.ctx.jobs.record_status(self._client(request, ip), job_id, parsed, containers)
         return json_response(None)
 
 

@@ -9,6 +9,8 @@ and ``api_keys``/``metrics`` to the API context, calls :meth:`attach`, and then
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,11 @@ from node_agent.auth.keys import ApiKeyAuthority, default_key_file
 from node_agent.config import Config
 from node_agent.containers.manager import ContainerManager
 from node_agent.gpu.assign import GpuAllocator, GpuPlanner
-from node_agent.gpu.model import to_jsonable
+from node_agent.gpu.model import CapacitySnapshot, to_jsonable
 from node_agent.gpu.monitor import GpuMonitor
 from node_agent.grid.client import OrchestratorClient
 from node_agent.grid.identity import IdentityStore
+from node_agent.grid.pull import StatusSender, WorkloadAssignments, workload_entry
 from node_agent.grid.reporter import GridReporter
 from node_agent.jobs.service import JobService
 from node_agent.metrics import AgentMetrics
@@ -58,6 +61,8 @@ class ProviderServices:
         self.allocator = GpuAllocator()
         self.gpu_planner = GpuPlanner(self.allocator, self.inventory)
         self._workloads: Any = None
+        self._workload_finals: Counter[str] = Counter()
+        self._ctx: NodeContext | None = None
         self.api_keys = ApiKeyAuthority(
             config.api_keys, default_key_file(config.api_keys, state_dir)
         )
@@ -70,8 +75,17 @@ class ProviderServices:
         return self.monitor.snapshot().gpus if self.monitor is not None else ()
 
     def attach_workloads(self, workloads: Any) -> None:
-        """Workloads count in the heartbeat's job counters and metrics."""
+        """Workloads count in the heartbeat's job counters and ``accepting_jobs``; with the
+        grid enabled, :meth:`start` also wires pull dispatch into them."""
         self._workloads = workloads
+        workloads.service.listeners.append(self._workload_changed)
+
+    def _workload_changed(self, job: Any) -> None:
+        if job.status.final:
+            self._workload_finals[job.status.value] += 1
+        entry = workload_entry(job)
+        if entry is not None and self.reporter is not None:
+            self.reporter.report_workload(entry)
 
     # --- wiring ---------------------------------------------------------------------------------
 
@@ -79,6 +93,7 @@ class ProviderServices:
         """Register /info, /resources, /health sections and the /metrics renderer."""
         self._jobs = jobs
         self._manager = manager
+        self._ctx = ctx
         ctx.api_keys = self.api_keys
         ctx.metrics = self.render_metrics
         ctx.info_sections["gpus"] = self._gpus_section
@@ -104,16 +119,26 @@ class ProviderServices:
         spawn(self.api_keys.watch(), name="api-keys-watch")
         grid = config.grid
         if grid.enabled and grid.url:
-            self.reporter = GridReporter(
+            client = OrchestratorClient(grid.url, grid.api_key, timeout=grid.request_timeout)
+            reporter = self.reporter = GridReporter(
                 grid,
-                client=OrchestratorClient(grid.url, grid.api_key, timeout=grid.request_timeout),
+                client=client,
                 identity_store=self._identity_store,
                 capacity=self._snapshot,
                 job_counts=self.job_counts,
                 containers=[c.id for c in config.containers],
                 agent_version=__version__,
+                accepting=self.accepting_jobs,
             )
-            self.reporter.start()
+            if self._workloads is not None:
+                # Pull dispatch; set before the workloads start so their outbox has a sender.
+                reporter.on_assignments = WorkloadAssignments(
+                    self._workloads.service, draining=self.draining
+                )
+                self._workloads.grid_sender = StatusSender(
+                    client, lambda: reporter.status().node_id
+                )
+            reporter.start()
         self._started = True
 
     async def stop(self) -> None:
@@ -129,17 +154,43 @@ class ProviderServices:
     # --- readers ----------------------------------------------------------------------------------
 
     def _snapshot(self) -> Any:
-        assert self.monitor is not None
+        if self.monitor is None:  # GPU monitoring off: a CPU node still reports and pulls
+            return CapacitySnapshot(collected_at=time.time(), health="unknown")
         return self.monitor.snapshot()
 
     def job_counts(self) -> dict[str, int]:
+        """Infernet jobs and workloads together; a workload pulling or starting holds its
+        GPUs, so it counts as running."""
         jobs = self._jobs
-        return {
+        counts = {
             "running": jobs.store.running_count(),
             "queued": sum(jobs.admission.queue_depth().values()),
             "succeeded": jobs.counters[("job", "success")],
             "failed": jobs.counters[("job", "failed")],
         }
+        if self._workloads is not None:
+            workloads = self._workloads.service.counts()
+            counts["running"] += workloads["active"]
+            counts["queued"] += workloads["queued"]
+            counts["succeeded"] += self._workload_finals["succeeded"]
+            counts["failed"] += self._workload_finals["failed"]
+        return counts
+
+    def draining(self) -> bool:
+        """The node is shutting down: running work finishes, nothing new is taken."""
+        ctx_draining = self._ctx is not None and self._ctx.draining
+        return ctx_draining or bool(
+            self._workloads is not None and self._workloads.service.draining
+        )
+
+    def accepting_jobs(self) -> bool:
+        """False while draining or while the workload queue is full."""
+        if self.draining():
+            return False
+        if self._workloads is None:
+            return True
+        service = self._workloads.service
+        return bool(service.counts()["queued"] < service.config.max_queued)
 
     def _gpus_section(self) -> list[dict[str, Any]]:
         if self.monitor is None:
@@ -198,6 +249,8 @@ class ProviderServices:
             jobs.counters, jobs.admission.queue_depth(), jobs.store.running_count()
         )
         metrics.observe_containers(self._manager.describe())
+        if self._workloads is not None:
+            metrics.observe_workloads(*self._workloads.metrics())
         if self.reporter is not None:
             status = self.reporter.status()
             metrics.observe_grid(status.state, status.heartbeats_sent)

@@ -52,6 +52,45 @@ class RegisterResult:
 class HeartbeatResult:
     inventory_required: bool = False
     heartbeat_interval: float | None = None
+    # Pull dispatch: drafts with the orchestrator's job_id, and acks refusing the entries that
+    # could not even be read as one (see parse_assignments).
+    assignments: tuple[dict[str, Any], ...] = ()
+    refused: tuple[dict[str, Any], ...] = ()
+
+
+MAX_ASSIGNMENTS = 100
+MAX_JOB_ID = 256
+
+
+def parse_assignments(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Loose check of the heartbeat answer's ``assignments``: each must be an object with a
+    string ``job_id``; the draft itself is validated by the workload service. Returns the
+    assignments and refusal acks (``job_id`` null when there is none to name)."""
+    if value is None:
+        return [], []
+    if not isinstance(value, list):
+        return [], [_refusal(None, "assignments must be a list")]
+    accepted: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
+    for index, item in enumerate(value):
+        job_id = item.get("job_id") if isinstance(item, dict) else None
+        named = job_id if isinstance(job_id, str) and 0 < len(job_id) <= MAX_JOB_ID else None
+        if not isinstance(item, dict):
+            refused.append(_refusal(None, f"assignment {index} is not an object"))
+        elif named is None:
+            problem = "has no job_id" if job_id is None else "job_id must be a string of 1-256"
+            refused.append(_refusal(None, f"assignment {index} {problem}"))
+        elif index >= MAX_ASSIGNMENTS:
+            refused.append(
+                _refusal(named, f"more than {MAX_ASSIGNMENTS} assignments in one answer", True)
+            )
+        else:
+            accepted.append(item)
+    return accepted, refused
+
+
+def _refusal(job_id: str | None, reason: str, retryable: bool = False) -> dict[str, Any]:
+    return {"job_id": job_id, "accepted": False, "reason": reason, "retryable": retryable}
 
 
 class OrchestratorClient:
@@ -105,10 +144,18 @@ class OrchestratorClient:
 
     async def heartbeat(self, node_id: str, body: Mapping[str, Any]) -> HeartbeatResult:
         data = await self._request("POST", f"/v1/nodes/{quote(node_id, safe='')}/heartbeat", body)
+        assignments, refused = parse_assignments(data.get("assignments"))
         return HeartbeatResult(
             inventory_required=bool(data.get("inventory_required", False)),
             heartbeat_interval=_seconds(data, "heartbeat_interval"),
+            assignments=tuple(assignments),
+            refused=tuple(refused),
         )
+
+    async def job_status(self, node_id: str, job_id: str, body: Mapping[str, Any]) -> None:
+        """Report a pulled job's status change at once (the heartbeat repeats it later)."""
+        path = f"/v1/nodes/{quote(node_id, safe='')}/jobs/{quote(job_id, safe='')}/status"
+        await self._request("POST", path, body)
 
     async def _request(
         self,
@@ -154,7 +201,7 @@ class OrchestratorClient:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
         if response.status in (401, 403):
             return GridAuthError(message, response.status)
-        if response.status == 404 and "/heartbeat" in response.url.path:
+        if response.status == 404 and response.url.path.endswith("/heartbeat"):
             return GridNodeUnknown(message, response.status)
         return GridHttpError(message, response.status, retry_after)
 

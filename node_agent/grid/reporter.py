@@ -28,12 +28,16 @@ from node_agent.grid.client import (
 )
 from node_agent.grid.config import GridConfig
 from node_agent.grid.identity import IdentityStore, NodeIdentity
+from node_agent.grid.pull import AssignmentHook, Outgoing
 from node_agent.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
 State = Literal["disabled", "starting", "registered", "backing_off", "auth_failed", "stopped"]
 Sleep = Callable[[float], Awaitable[None]]
+# Acks waiting to be sent bring the next heartbeat forward: the orchestrator learns at once
+# whether its job was taken instead of an interval later.
+ACK_FLUSH_DELAY = 1.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class GridReporter:
         job_counts: Callable[[], Mapping[str, int]],
         containers: Sequence[str] = (),
         agent_version: str = "0",
+        accepting: Callable[[], bool] | None = None,
+        on_assignments: AssignmentHook | None = None,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
@@ -87,6 +93,10 @@ class GridReporter:
         self._job_counts = job_counts
         self._containers = list(containers)
         self._agent_version = agent_version
+        self._accepting = accepting
+        self.on_assignments = on_assignments
+        # Acks and workload status entries for the next heartbeats (pull dispatch).
+        self.outgoing = Outgoing()
         self._sleep = sleep
         self._rand = rand
         self._clock = clock
@@ -175,7 +185,8 @@ class GridReporter:
             last_error=None,
             consecutive_failures=0,
         )
-        return jittered(self._interval, self._config.heartbeat_jitter, self._rand)
+        delay = jittered(self._interval, self._config.heartbeat_jitter, self._rand)
+        return min(delay, ACK_FLUSH_DELAY) if self.outgoing.has_acks else delay
 
     def _failed(self, exc: Exception, *, state: State) -> None:
         message = str(exc) or type(exc).__name__
@@ -210,9 +221,10 @@ class GridReporter:
             or inventory_hash != self._acked_inventory_hash
             or self._clock() - self._last_full_inventory_at >= self._config.full_inventory_every
         )
-        result = await self._client.heartbeat(
-            node_id, self.heartbeat_body(snapshot, include_inventory=include)
-        )
+        body = self.heartbeat_body(snapshot, include_inventory=include)
+        mark = self.outgoing.attach(body)
+        result = await self._client.heartbeat(node_id, body)
+        self.outgoing.sent(mark)
         if include:
             self._acked_inventory_hash = inventory_hash
             self._last_full_inventory_at = self._clock()
@@ -220,6 +232,41 @@ class GridReporter:
         if result.heartbeat_interval:
             self._interval = result.heartbeat_interval
         self._set(heartbeats_sent=self._status.heartbeats_sent + 1)
+        if result.assignments or result.refused:
+            await self._assign(list(result.assignments), list(result.refused))
+
+    async def _assign(
+        self, assignments: list[dict[str, Any]], refused: list[dict[str, Any]]
+    ) -> None:
+        """Accept or refuse each assignment; the acks go in the next heartbeat. A crash here
+        acks nothing: the orchestrator sends the jobs again and stored ones are not rerun."""
+        for ack in refused:
+            log.warning("grid.assignment_unreadable", job_id=ack["job_id"], reason=ack["reason"])
+            self.outgoing.ack(ack)
+        if not assignments:
+            return
+        if self.on_assignments is None:
+            for assignment in assignments:
+                self.outgoing.ack(
+                    {
+                        "job_id": assignment["job_id"],
+                        "accepted": False,
+                        "reason": "workloads are disabled on this node",
+                        "retryable": False,
+                    }
+                )
+            return
+        try:
+            acks = await self.on_assignments(assignments)
+        except Exception:
+            log.exception("grid.assignments_failed", count=len(assignments))
+            return
+        for ack in acks:
+            self.outgoing.ack(ack)
+
+    def report_workload(self, entry: Mapping[str, Any]) -> None:
+        """A pulled job's status change, for the next heartbeat's ``workloads``."""
+        self.outgoing.workload(entry)
 
     # --- bodies ----------------------------------------------------------------------------
 
@@ -229,6 +276,15 @@ class GridReporter:
         except Exception:
             log.exception("grid.job_counts_failed")
             return {}
+
+    def _accepting_now(self) -> bool:
+        if self._accepting is None:
+            return True
+        try:
+            return bool(self._accepting())
+        except Exception:
+            log.exception("grid.accepting_failed")
+            return False
 
     def register_body(self, snapshot: CapacitySnapshot) -> dict[str, Any]:
         assert self._identity is not None
@@ -261,7 +317,7 @@ class GridReporter:
             "boot_id": snapshot.node.boot_id,
             "health": snapshot.health,
             "reasons": list(snapshot.reasons),
-            "accepting_jobs": snapshot.health != "unhealthy",
+            "accepting_jobs": snapshot.health != "unhealthy" and self._accepting_now(),
             "gpus": [gpu_telemetry_entry(g) for g in snapshot.gpus],
             "jobs": counts,
             "queue_depth": counts.get("queued", 0),

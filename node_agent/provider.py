@@ -132,9 +132,9 @@ class ProviderServices:
             )
             if self._workloads is not None:
                 # Pull dispatch; set before the workloads start so their outbox has a sender.
-                reporter.on_assignments = WorkloadAssignments(
-                    self._workloads.service, draining=self.draining
-                )
+                assignments = WorkloadAssignments(self._workloads.service, draining=self.draining)
+                reporter.on_assignments = assignments
+                reporter.on_cancellations = assignments.cancel
                 self._workloads.grid_sender = StatusSender(
                     client, lambda: reporter.status().node_id
                 )

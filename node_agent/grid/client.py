@@ -56,10 +56,19 @@ class HeartbeatResult:
     # could not even be read as one (see parse_assignments).
     assignments: tuple[dict[str, Any], ...] = ()
     refused: tuple[dict[str, Any], ...] = ()
+    # Orchestrator job ids of pulled jobs to cancel (the orchestrator's users cancel there).
+    cancellations: tuple[str, ...] = ()
 
 
 MAX_ASSIGNMENTS = 100
 MAX_JOB_ID = 256
+
+
+def parse_cancellations(value: Any) -> list[str]:
+    """Job ids to cancel; anything that is not a short string is ignored (and logged)."""
+    if not isinstance(value, list):
+        return []
+    return [v for v in value[:MAX_ASSIGNMENTS] if isinstance(v, str) and 0 < len(v) <= MAX_JOB_ID]
 
 
 def parse_assignments(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -150,6 +159,7 @@ class OrchestratorClient:
             heartbeat_interval=_seconds(data, "heartbeat_interval"),
             assignments=tuple(assignments),
             refused=tuple(refused),
+            cancellations=tuple(parse_cancellations(data.get("cancellations"))),
         )
 
     async def job_status(self, node_id: str, job_id: str, body: Mapping[str, Any]) -> None:

@@ -147,6 +147,17 @@ class WorkloadAssignments:
             ack["ignored_fields"] = ignored
         return ack
 
+    async def cancel(self, job_ids: list[str]) -> None:
+        """Cancel pulled jobs by the orchestrator's id; unknown or final ones are ignored (a
+        cancel is idempotent, and the status changes tell the orchestrator what happened)."""
+        for grid_job_id in job_ids:
+            job = await self._service.store.by_grid_id(grid_job_id)
+            if job is None or job.origin != "pull":
+                log.info("grid.cancel_unknown_job", job_id=grid_job_id)
+                continue
+            await self._service.cancel(job.owner, job.id)
+            log.info("grid.cancel_requested", job_id=grid_job_id, node_job_id=job.id)
+
     @staticmethod
     def _accepted(job_id: str, job: Workload, *, duplicate: bool) -> dict[str, Any]:
         ack: dict[str, Any] = {

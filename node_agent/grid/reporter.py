@@ -95,6 +95,8 @@ class GridReporter:
         self._agent_version = agent_version
         self._accepting = accepting
         self.on_assignments = on_assignments
+        # Pulled jobs the orchestrator wants cancelled (their status changes report the result).
+        self.on_cancellations: Callable[[list[str]], Awaitable[None]] | None = None
         # Acks and workload status entries for the next heartbeats (pull dispatch).
         self.outgoing = Outgoing()
         self._sleep = sleep
@@ -234,6 +236,11 @@ class GridReporter:
         self._set(heartbeats_sent=self._status.heartbeats_sent + 1)
         if result.assignments or result.refused:
             await self._assign(list(result.assignments), list(result.refused))
+        if result.cancellations and self.on_cancellations is not None:
+            try:
+                await self.on_cancellations(list(result.cancellations))
+            except Exception:
+                log.exception("grid.cancellations_failed", count=len(result.cancellations))
 
     async def _assign(
         self, assignments: list[dict[str, Any]], refused: list[dict[str, Any]]

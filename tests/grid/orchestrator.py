@@ -36,6 +36,7 @@ class Orchestrator:
     # Pull dispatch: drafts handed out in the next heartbeat answer (then forgotten), what
     # came back in heartbeats, and every status POST (its auth checked here).
     assignments: list[Any] = field(default_factory=list)
+    cancellations: list[Any] = field(default_factory=list)
     assigned: set[str] = field(default_factory=set)
     acks: list[dict[str, Any]] = field(default_factory=list)
     workloads: list[dict[str, Any]] = field(default_factory=list)
@@ -100,6 +101,8 @@ class Orchestrator:
         self.seen.append(("heartbeat", 200))
         required, self.inventory_required_once = self.inventory_required_once, False
         answer: dict[str, Any] = {"inventory_required": required}
+        if self.cancellations:
+            answer["cancellations"], self.cancellations = self.cancellations, []
         if self.assignments:
             answer["assignments"], self.assignments = self.assignments, []
             self.assigned.update(

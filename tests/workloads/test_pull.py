@@ -168,3 +168,21 @@ async def test_draining_node_stops_accepting_and_refuses_assignments(
         {"job_id": "jg-late", "accepted": False, "reason": "node is draining", "retryable": True}
     ]
     assert await node.workloads.store.by_grid_id("jg-late") is None
+
+
+async def test_orchestrator_cancels_a_pulled_job(node: Daemon, orchestrator: Orchestrator) -> None:
+    orchestrator.assign({"job_id": "jg-long", **draft("sleep 60")})
+
+    async def running() -> bool:
+        return "running" in statuses(orchestrator.posts_for("jg-long"))
+
+    await eventually(running, timeout=30, what="the pulled job running")
+    # Unknown ids and junk are ignored; the known one is cancelled.
+    orchestrator.cancellations = ["jg-long", "jg-unknown", 42]
+
+    async def cancelled() -> bool:
+        return "cancelled" in statuses(orchestrator.posts_for("jg-long"))
+
+    await eventually(cancelled, timeout=30, what="the cancelled status POST")
+    (final,) = [p for p in orchestrator.posts_for("jg-long") if p["status"] == "cancelled"]
+    assert final["error"] == "cancelled by the client"

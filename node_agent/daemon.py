@@ -213,10 +213,16 @@ class Daemon:
 
     def _jobs_health(self) -> dict[str, Any]:
         return {
-            "status": "ok",
+            **self.store.health(),
             "running": self.store.running_count(),
             "queued": sum(self.jobs.admission.queue_depth().values()),
         }
+
+    def core_alive(self) -> bool:
+        """Asked before each watchdog ping: a node whose job store writer died cannot record
+        anything any more, so systemd must restart it (recovery then finalises its jobs)."""
+        store: JobStore | None = getattr(self, "store", None)
+        return store is None or store.writer_alive
 
     def status_line(self) -> str:
         """One line for ``systemctl status`` (sd_notify ``STATUS=``)."""
@@ -317,9 +323,9 @@ async def run_daemon(
     brackets reloads with RELOADING=1/READY=1 and the drain with STOPPING=1.
     """
     notifier = notifier or Notifier.from_env()
-    watchdog = Watchdog.from_env(notifier)
-    watchdog.start()
     daemon = Daemon(config, state_dir, config_path=config_path)
+    watchdog = Watchdog.from_env(notifier, healthy=daemon.core_alive)
+    watchdog.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reload_lock = asyncio.Lock()

@@ -142,3 +142,10 @@ class ContainerUnreachable(ContainerError):
 class StoreError(NodeAgentError):
     status = 500
     default_message = "Job store error"
+
+
+class StoreUnavailable(StoreError):
+    """The store's writer is gone: nothing can be written until the node restarts."""
+
+    status = 503
+    default_message = "Job store unavailable"

@@ -84,6 +84,8 @@ class Handlers:
         checks = self._checks()
         if self.ctx.draining:
             return json_response({"status": "stopping", "checks": checks}, status=503)
+        if checks.get("jobs", {}).get("status") == "unhealthy":  # nothing can be recorded
+            return json_response({"status": "unhealthy", "checks": checks}, status=503)
         return json_response({"status": "healthy", "checks": checks})
 
     async def info(self, request: web.BaseRequest) -> web.Response:

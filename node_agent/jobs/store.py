@@ -25,7 +25,7 @@ import orjson
 import structlog
 
 from node_agent import jsonpolicy
-from node_agent.errors import InvalidJson, StoreError
+from node_agent.errors import InvalidJson, StoreError, StoreUnavailable
 from node_agent.jobs.model import ContainerResult, Job, JobStatus
 
 log = structlog.get_logger(__name__)
@@ -251,6 +251,16 @@ class _Writer(threading.Thread):
         self.batches = 0
         self.rows_written = 0
         self.states_written = 0
+        # Why the thread ended abnormally (set once, before queued ops are failed): later
+        # writes fail at once instead of waiting for a thread that is gone.
+        self.failure: BaseException | None = None
+        # Writes nobody waits for (a job's later state) from a batch that failed to commit:
+        # they go again, first, with the next batch (a state must not be dropped silently).
+        self.retry: list[_Op] = []
+        self.failed_commits = 0  # in a row; 0 after a commit that worked
+        self.last_error = ""
+        # Test seam: raised in the writer thread before its next batch (kills the thread).
+        self.fault: BaseException | None = None
 
     def run(self) -> None:
         try:
@@ -278,17 +288,69 @@ class _Writer(threading.Thread):
             conn.close()
 
     def _loop(self, conn: sqlite3.Connection) -> None:
+        batch: list[_Op] = []
+        try:
+            while True:
+                if self.retry:
+                    # Back off while commits fail (a full disk), then try again with whatever
+                    # came meanwhile; the retried states keep their place ahead of it.
+                    time.sleep(min(0.05 * 2 ** min(self.failed_commits, 5), 1.0))
+                    batch, self.retry = self.retry, []
+                else:
+                    batch = self.ops.get()
+                while len(batch) < 2048:
+                    try:
+                        batch += self.ops.get_nowait()
+                    except queue.Empty:
+                        break
+                if self.fault is not None:
+                    raise self.fault
+                stop = any(op is _STOP for op in batch)
+                self._run_batch(conn, [op for op in batch if op is not _STOP])
+                batch = []
+                if stop:
+                    if self.retry:
+                        log.error("job_store_states_unwritten", states=len(self.retry))
+                    return
+        except BaseException as exc:
+            self._die(exc, batch)
+
+    def _die(self, exc: BaseException, batch: list[_Op]) -> None:
+        """The thread cannot go on: say so loudly and fail every waiting op now and later.
+
+        The job rows committed so far say ``running`` for jobs whose final state was lost
+        here; the health check and the withheld watchdog pings make systemd restart the
+        node, and recovery at start gives each of them a final status."""
+        self.failure = exc
+        lost = [op for op in batch if op is not _STOP] + self.retry
+        self.retry = []
+        log.critical(
+            "job_store_writer_died",
+            error=repr(exc)[:300],
+            unwritten_states=sum(1 for op in lost if op.future is None),
+            exc_info=exc,
+        )
+        self.fail_queued(lost)
+
+    def unavailable(self) -> StoreUnavailable:
+        return StoreUnavailable(
+            "Job store unavailable: its writer stopped; the node must be restarted",
+            {"reason": repr(self.failure)[:200]},
+        )
+
+    def fail_queued(self, ops: list[_Op] | None = None) -> None:
+        """Fail ``ops`` and everything queued (safe from any thread, any number of times)."""
+        pending = list(ops or ())
         while True:
-            batch = self.ops.get()
-            while len(batch) < 2048:
-                try:
-                    batch += self.ops.get_nowait()
-                except queue.Empty:
-                    break
-            stop = any(op is _STOP for op in batch)
-            self._run_batch(conn, [op for op in batch if op is not _STOP])
-            if stop:
-                return
+            try:
+                pending += self.ops.get_nowait()
+            except queue.Empty:
+                break
+        err = self.unavailable()
+        done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+        done = [(op.future, None, err) for op in pending if op.future is not None]
+        if done and self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(_settle, done)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
@@ -326,11 +388,26 @@ class _Writer(threading.Thread):
             self._flush(conn, pending_rows, pending_states)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            log.error("job_store_commit_failed", error=str(exc), ops=len(batch))
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            # Creations fail their clients (who then hear an error, and the job is
+            # cancelled); writes nobody waits for go again with the next batch.
+            self.retry = [op for op in batch if op.future is None and op.query is None]
+            self.failed_commits += 1
+            self.last_error = str(exc)
+            log.error(
+                "job_store_commit_failed",
+                error=str(exc),
+                ops=len(batch),
+                retried=len(self.retry),
+                failures_in_a_row=self.failed_commits,
+            )
             err = StoreError(f"job store write failed: {exc}")
             done = [(f, None, err) for f, _, _ in done]
+        else:
+            if self.failed_commits:
+                log.warning("job_store_commits_recovered", after_failures=self.failed_commits)
+            self.failed_commits = 0
         self.batches += 1
         if done and self.loop is not None:
             # One wake-up of the event loop per batch, not one per waiting request.
@@ -424,6 +501,7 @@ class JobStore:
         self._recent_cache_size = recent_cache_size
         self._final_waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self._outbox: list[_Op] = []
+        self._abandoned: set[str] = set()  # jobs whose creation failed (see forget)
         self._state_timer: asyncio.TimerHandle | None = None  # the queued states' hand-off
         self._closed = False
 
@@ -476,10 +554,41 @@ class JobStore:
         if self._outbox:
             ops, self._outbox = self._outbox, []
             self._writer.ops.put(ops)
+            if self._writer.failure is not None:
+                # The writer died, maybe after this put: its own sweep may have missed it.
+                self._writer.fail_queued()
+
+    def _check_writer(self) -> None:
+        """Fail fast (503) once the writer thread is gone: nothing would ever answer."""
+        if self._writer.failure is not None:
+            raise self._writer.unavailable()
+
+    @property
+    def writer_alive(self) -> bool:
+        """False once the writer thread died (the node then needs a restart)."""
+        return self._writer.failure is None
+
+    def health(self) -> dict[str, Any]:
+        """``checks.jobs`` material: the writer's state and whether commits succeed."""
+        writer = self._writer
+        if writer.failure is not None:
+            return {
+                "status": "unhealthy",
+                "reason": f"job store writer stopped: {writer.failure!r}"[:300],
+            }
+        if writer.failed_commits:
+            return {
+                "status": "unhealthy",
+                "reason": f"job store commits failing ({writer.failed_commits} in a row):"
+                f" {writer.last_error}"[:300],
+                "states_to_retry": len(writer.retry),
+            }
+        return {"status": "ok"}
 
     async def _query(self, query: Query[T]) -> T:
         if self._closed:
             raise StoreError("job store is closed")
+        self._check_writer()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._submit(_Op(query=query, future=future))
         return await future
@@ -501,6 +610,7 @@ class JobStore:
     def begin_create(self, job: Job, *, live: bool = True) -> asyncio.Future[None]:
         """Queue a new job's first row; the future resolves once it is committed. Its later
         states (``save``) are queued behind it, so they may go in the same commit."""
+        self._check_writer()
         now = self._clock()
         job.created_at = job.created_at or now
         job.updated_at = now
@@ -513,8 +623,14 @@ class JobStore:
         return future
 
     def forget(self, job_id: str) -> None:
-        """Drop a job whose creation failed from the live view (a finished one stays)."""
-        self._live.pop(job_id, None)
+        """Drop a job whose creation failed from the live view (a finished one stays).
+
+        Its client heard an error, so the cancelled job's final save must not write it
+        later (when the store works again) as a job nobody knows the id of."""
+        if self._live.pop(job_id, None) is not None:
+            if len(self._abandoned) > 10_000:  # tasks cancelled before they began never save
+                self._abandoned.clear()
+            self._abandoned.add(job_id)
 
     def save(self, job: Job) -> None:
         """Record a job's new state (a container result, its final status) without waiting.
@@ -523,6 +639,11 @@ class JobStore:
         store created (a live one) only has its state written; any other (a status report,
         a job of the previous process) is written whole, inserted if it is new.
         """
+        if self._abandoned and job.id in self._abandoned:
+            self._abandoned.discard(job.id)
+            for waiter in self._final_waiters.pop(job.id, ()):
+                _resolve(waiter, True)
+            return
         job.updated_at = self._clock()
         if job.id in self._live:
             self._submit(_Op(state=_state(job)))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 
+from node_agent.errors import StoreUnavailable
 from node_agent.jobs import store as store_module
 from node_agent.jobs.model import ContainerResult, Job, JobStatus
 from node_agent.jobs.store import (
@@ -395,3 +397,66 @@ async def test_batches_of_any_size_are_written_whole(tmp_path: Path) -> None:
         assert count == [("success", total)]
     assert (store._writer.rows_written, store._writer.states_written) == (total, total)
     await store.close()
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.005)
+
+
+async def test_a_dead_writer_fails_every_write_at_once(tmp_path: Path) -> None:
+    """The writer thread dies (injected): the op it was handling, everything queued and every
+    later write fail with StoreUnavailable instead of waiting forever; health says why."""
+    store = JobStore(tmp_path / "jobs.sqlite")
+    await store.open()
+    await store.create(Job(id="before", client="c", containers=["a"]))
+    assert store.health() == {"status": "ok"} and store.writer_alive
+    store._writer.fault = RuntimeError("injected writer fault")
+    with pytest.raises(StoreUnavailable):
+        await asyncio.wait_for(store.flush(), 5)
+    assert not store.writer_alive
+    health = store.health()
+    assert health["status"] == "unhealthy" and "injected writer fault" in health["reason"]
+    with pytest.raises(StoreUnavailable):
+        await store.create(Job(id="after", client="c", containers=["a"]))
+    assert store.running_count() == 1  # "after" was never taken in
+    with pytest.raises(StoreUnavailable):
+        await store.list_ids("c", None)
+    # An op that reaches the queue after the thread's own sweep is failed by the hand-off.
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    store._outbox.append(_Op(query=lambda conn: None, future=future))
+    store._handoff()
+    with pytest.raises(StoreUnavailable):
+        await asyncio.wait_for(future, 5)
+    await asyncio.wait_for(store.close(), 5)
+
+
+async def test_a_failed_commit_retries_the_states_it_held(tmp_path: Path) -> None:
+    """A batch that cannot commit fails the creations in it (their clients hear it), but the
+    later states of committed jobs go again until a commit works; meanwhile health is red."""
+    path = tmp_path / "jobs.sqlite"
+    store = JobStore(path)
+    await store.open()
+    job = Job(id="j", client="c", containers=["a"])
+    await store.create(job)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TRIGGER no_updates BEFORE UPDATE ON jobs"
+            " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+    job.results.append(ContainerResult("a", output={"ok": 1}))
+    job.status = JobStatus.SUCCESS
+    store.save(job)
+    await wait_until(lambda: store._writer.failed_commits >= 2)  # retried, still failing
+    health = store.health()
+    assert health["status"] == "unhealthy" and "disk says no" in health["reason"]
+    assert health["states_to_retry"] == 1
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TRIGGER no_updates")
+    await wait_until(lambda: store._writer.failed_commits == 0)
+    assert store.health() == {"status": "ok"}
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT status FROM jobs").fetchall() == [("success",)]

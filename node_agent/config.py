@@ -333,6 +333,8 @@ class ContainersRuntimeConfig(_Model):
     # published: through the port published on publish_host (e.g. when the agent runs in a VM
     # or container that cannot reach Docker networks).
     connect: Literal["bridge", "published"] = "bridge"
+    # A service's answer is held in memory whole; a larger one fails the job with a clear error.
+    max_response_bytes: int = Field(64 * 1024 * 1024, ge=1024)
 
 
 class AgentConfig(_Model):

@@ -80,7 +80,9 @@ class Daemon:
         config = self.config
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._session = ServiceClient.make_session()
-        client = self._client = ServiceClient(self._session)
+        client = self._client = ServiceClient(
+            self._session, max_response_bytes=config.runtime.max_response_bytes
+        )
         self.store = JobStore(self.state_dir / "jobs.sqlite", durability=config.jobs.durability)
         await self.store.open()
         self.provider = ProviderServices(config, self.state_dir, **self._provider_options)

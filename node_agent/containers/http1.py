@@ -4,9 +4,15 @@ a service container on the local host or network.
 Why not aiohttp's client here: on this path it costs ~250 µs of CPU per request of pure
 client machinery (sessions, cookies, tracing, redirects), about three times the work of the
 container itself; the node makes one such call per container per job. Why a protocol rather
-than asyncio streams: a response is parsed in one pass over the bytes that arrived, instead of
-an awaited ``readuntil`` per header line, and the deadline is one timer handle per call.
-aiohttp stays in use for HTTPS endpoints, streams and everything else.
+than asyncio streams: a response is parsed as its bytes arrive, instead of an awaited
+``readuntil`` per header line, and the deadline is one timer handle per call. The framing is
+parsed by ``httptools`` (llhttp, as in uvicorn and Node.js), strictly: a malformed or
+ambiguous answer is an error, never a guess. aiohttp stays in use for HTTPS endpoints,
+streams and everything else.
+
+A request is sent at most once: once its bytes were written, a connection that drops before
+the answer may still have reached the service (a job would run twice), so it is an error,
+not a retry. Only a connection known dead before the write is skipped.
 """
 
 from __future__ import annotations
@@ -15,8 +21,15 @@ import asyncio
 import collections
 from dataclasses import dataclass
 
+import httptools
+
 MAX_HEADER_BYTES = 64 * 1024
 MAX_IDLE_PER_HOST = 256
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+# An idle connection older than this is closed instead of reused: shorter than the keep-alive
+# timeout of common servers (gunicorn 2 s, uvicorn and hypercorn 5 s), so the service does not
+# close it while our request is on its way (which, for a POST, cannot be retried).
+IDLE_REUSE_SECONDS = 1.0
 
 
 class Http1Error(Exception):
@@ -31,8 +44,12 @@ class Http1Truncated(Http1Error):
     """The connection ended in the middle of a response."""
 
 
-class _StaleConnection(Exception):
-    """A reused connection closed before a single byte of the answer arrived."""
+class Http1TooLarge(Http1Error):
+    """The answer is larger than the pool's ``max_response_bytes``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"answer larger than {limit} bytes")
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,99 +58,34 @@ class Http1Response:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class _Head:
-    status: int
-    size: int  # bytes of the status line and headers, blank line included
-    length: int | None
-    chunked: bool
-    keep_alive: bool
-
-
-def parse_head(buffer: bytes | bytearray) -> _Head | None:
-    """The response head at the start of ``buffer``; ``None`` until all of it arrived."""
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        if len(buffer) > MAX_HEADER_BYTES or (
-            len(buffer) >= 8 and not bytes(buffer[:7]) == b"HTTP/1."
-        ):
-            raise Http1Error(f"not an HTTP/1.x response: {bytes(buffer[:80])!r}")
-        return None
-    if end > MAX_HEADER_BYTES:
-        raise Http1Error("response headers too large")
-    lines = bytes(buffer[:end]).split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-        raise Http1Error(f"not an HTTP/1.x response: {lines[0][:80]!r}")
-    try:
-        status = int(parts[1])
-    except ValueError:
-        raise Http1Error(f"bad status line: {lines[0][:80]!r}") from None
-    keep_alive = parts[0] == b"HTTP/1.1"
-    length: int | None = None
-    chunked = False
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                raise Http1Error(f"bad Content-Length: {value[:40]!r}") from None
-        elif name == b"transfer-encoding":
-            chunked = b"chunked" in value.lower()
-        elif name == b"connection":
-            lowered = value.lower()
-            keep_alive = b"keep-alive" in lowered or (keep_alive and b"close" not in lowered)
-    return _Head(status, end + 4, length, chunked, keep_alive)
-
-
-def parse_chunked(buffer: bytes | bytearray, start: int) -> tuple[bytes, int] | None:
-    """A chunked body starting at ``start``: (body, end offset), or ``None`` until complete.
-
-    Called again on every arrival: it only walks the chunk-size lines until the body is whole,
-    and copies the data once, so a large body that arrives in many pieces costs linear time.
-    """
-    spans: list[tuple[int, int]] = []
-    pos = start
-    while True:
-        eol = buffer.find(b"\r\n", pos)
-        if eol < 0:
-            return None
-        try:
-            size = int(bytes(buffer[pos:eol]).split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise Http1Error(f"bad chunk size: {bytes(buffer[pos:eol])[:40]!r}") from None
-        pos = eol + 2
-        if size == 0:
-            while True:  # trailers, up to the blank line
-                eol = buffer.find(b"\r\n", pos)
-                if eol < 0:
-                    return None
-                blank = eol == pos
-                pos = eol + 2
-                if blank:
-                    with memoryview(buffer) as view:
-                        body = b"".join([view[a:b] for a, b in spans])
-                    return body, pos
-        if len(buffer) < pos + size + 2:
-            return None
-        spans.append((pos, pos + size))
-        pos += size + 2
-
-
 class _Connection(asyncio.Protocol):
-    """One TCP connection; at most one request in flight (no pipelining)."""
+    """One TCP connection; at most one request in flight (no pipelining).
 
-    def __init__(self) -> None:
+    The ``on_*`` methods are httptools callbacks, called from ``feed_data``.
+    """
+
+    def __init__(self, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         # Made by loop.create_connection, so inside the loop. Kept: in Python 3.11 every
         # get_running_loop() is a getpid() system call.
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self._buffer = bytearray()
-        self._head: _Head | None = None
+        self.idle_since = 0.0
+        self._limit = max_response_bytes
+        self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[tuple[Http1Response, bool]] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget the message being parsed (a new request, or after an interim 1xx)."""
+        self._received = 0  # bytes of this answer so far
+        self._head_done = False
+        self._framed = False  # Content-Length or chunked: the end is not the connection's
+        self._keep_alive = False
+        self._body: list[bytes] = []
+        self._size = 0
+        self._response: Http1Response | None = None
+        self._error: Http1Error | None = None
 
     # --- asyncio callbacks -------------------------------------------------------------------
 
@@ -142,14 +94,25 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if self._waiter is None or self._waiter.done():
+        waiter = self._waiter
+        if waiter is None or waiter.done():
             self.close()  # bytes nobody asked for: the connection is out of step
             return
-        self._buffer += data
+        self._received += len(data)
         try:
-            self._try_finish(eof=False)
-        except Http1Error as exc:
-            self._fail(exc)
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._error = self._error or Http1Error("the service switched protocols")
+        except httptools.HttpParserError as exc:
+            self._error = self._error or Http1Error(f"malformed response: {exc}")
+        response = self._response
+        if response is not None:
+            # Anything after the answer (an error, a second message) rules out reuse.
+            self._finish(response, self._keep_alive and self._error is None)
+        elif self._error is not None:
+            self._fail(self._error)
+        elif not self._head_done and self._received > MAX_HEADER_BYTES:
+            self._fail(Http1Error("response headers too large"))
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost settles any waiter
@@ -159,16 +122,66 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        if not self._buffer:
-            waiter.set_exception(_StaleConnection())
-            return
-        try:
-            self._try_finish(eof=True)
-        except Http1Error as error:
-            self._fail(error)
-            return
-        if not waiter.done():
+        if not self._received:
+            waiter.set_exception(
+                Http1Error(
+                    "connection closed by the service before it answered "
+                    "(the request may have reached it, so it is not sent again)"
+                )
+            )
+        elif self._head_done and not self._framed:  # delimited by the end of the connection
+            self._finish(Http1Response(self._parser.get_status_code(), self._joined()), False)
+        else:
             waiter.set_exception(Http1Truncated("connection closed in the middle of a response"))
+
+    # --- httptools callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._response is not None:
+            self._reject(Http1Error("bytes after the answer"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length":  # llhttp checked: digits only, one header, no TE
+            self._framed = True
+            if int(value) > self._limit:
+                self._reject(Http1TooLarge(self._limit))
+        elif name == b"transfer-encoding":
+            # chunked is the only coding we accept, and only alone: with another coding in
+            # front the body is not what the service meant; after it, llhttp would read to
+            # the end of the connection.
+            if self._framed or value.strip().lower() != b"chunked":
+                self._reject(Http1Error(f"unsupported Transfer-Encoding: {value[:40]!r}"))
+            self._framed = True
+
+    def on_headers_complete(self) -> None:
+        self._head_done = True
+        self._keep_alive = self._parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > self._limit:
+            self._reject(Http1TooLarge(self._limit))
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200:  # interim answer (100 Continue): the real one follows
+            keep_alive = self._keep_alive
+            self._reset()
+            self._received = 1  # an answer has begun: a drop now is a truncation
+            self._keep_alive = keep_alive
+            return
+        self._response = Http1Response(status, self._joined())
+
+    def _reject(self, error: Http1Error) -> None:
+        """Stop the parser (callbacks signal errors by raising) and remember why."""
+        self._error = self._error or error
+        raise error
+
+    def _joined(self) -> bytes:
+        body = self._body
+        return body[0] if len(body) == 1 else b"".join(body)
 
     # --- the exchange ------------------------------------------------------------------------
 
@@ -176,45 +189,17 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         waiter = self._loop.create_future()
         self._waiter = waiter
-        self._buffer.clear()
-        self._head = None
+        self._reset()
         self.transport.write(data)
         return waiter
 
-    def _try_finish(self, *, eof: bool) -> None:
-        buffer = self._buffer
-        while self._head is None:
-            head = parse_head(buffer)
-            if head is None:
-                return
-            if 100 <= head.status < 200 and head.status != 101:
-                del buffer[: head.size]  # interim answer (100 Continue): the real one follows
-                continue
-            self._head = head
-        head = self._head
-        if head.chunked:
-            parsed = parse_chunked(buffer, head.size)
-            if parsed is None:
-                return
-            body, end = parsed
-            self._finish(Http1Response(head.status, body), head.keep_alive and end == len(buffer))
-        elif head.length is not None:
-            end = head.size + head.length
-            if len(buffer) < end:
-                return
-            body = bytes(buffer[head.size : end])
-            self._finish(Http1Response(head.status, body), head.keep_alive and end == len(buffer))
-        elif head.status in (204, 304):
-            self._finish(Http1Response(head.status, b""), head.keep_alive)
-        elif eof:  # delimited by the end of the connection
-            self._finish(Http1Response(head.status, bytes(buffer[head.size :])), False)
-
     def _finish(self, response: Http1Response, keep_alive: bool) -> None:
         waiter = self._waiter
-        self._buffer.clear()
-        self._head = None
+        self._reset()
         if waiter is not None and not waiter.done():
             waiter.set_result((response, keep_alive))
+        if not keep_alive:
+            self.close()
 
     def _fail(self, exc: BaseException) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -235,46 +220,60 @@ def _expire(waiter: asyncio.Future[tuple[Http1Response, bool]]) -> None:
 class Http1Pool:
     """Idle keep-alive connections to one ``host:port``."""
 
-    def __init__(self, host: str, port: int, *, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        connect_timeout: float,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
         self.host = host
         self.port = port
         self.connect_timeout = connect_timeout
+        self.max_response_bytes = max_response_bytes
         self._idle: collections.deque[_Connection] = collections.deque()
 
-    async def _connect(self) -> _Connection:
-        loop = asyncio.get_running_loop()
+    async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Connection:
+        """A new connection, within the connect timeout and never past the call's deadline."""
+        remaining = deadline - loop.time()
+        limit = min(self.connect_timeout, remaining)
+        if limit <= 0:
+            raise TimeoutError
+        limit_bytes = self.max_response_bytes
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(_Connection, self.host, self.port)
+            async with asyncio.timeout(limit):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(limit_bytes), self.host, self.port
+                )
         except TimeoutError:
+            if remaining < self.connect_timeout:
+                raise  # the call's own deadline: the caller reports "no answer in time"
             raise Http1ConnectTimeout from None
         return conn
 
+    def _reusable(self, loop: asyncio.AbstractEventLoop) -> _Connection | None:
+        """The most recently used idle connection that is known alive and fresh, if any."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            transport = conn.transport
+            if conn.closed or transport is None or transport.is_closing():
+                continue
+            if loop.time() - conn.idle_since > IDLE_REUSE_SECONDS:
+                conn.close()
+                self.close()  # the others were used even earlier
+                return None
+            return conn
+        return None
+
     async def post(self, head: bytes, body: bytes, *, timeout: float) -> Http1Response:
         """Send one request and return the answer; raises ``TimeoutError`` after ``timeout``
-        seconds. A reused connection the server already closed is retried once on a fresh one
-        (only when not a single byte of the answer arrived)."""
+        seconds. Never sends it twice (see the module's docstring)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        payload = head + body
-        while self._idle:
-            conn = self._idle.pop()
-            if conn.closed:
-                continue
-            try:
-                return await self._exchange(loop, conn, payload, deadline)
-            except _StaleConnection:
-                break
-        conn = await self._connect()
-        try:
-            return await self._exchange(loop, conn, payload, deadline)
-        except _StaleConnection:
-            raise Http1Error("connection closed by the service before it answered") from None
-
-    async def _exchange(
-        self, loop: asyncio.AbstractEventLoop, conn: _Connection, payload: bytes, deadline: float
-    ) -> Http1Response:
-        waiter = conn.send(payload)
+        conn = self._reusable(loop) or await self._connect(loop, deadline)
+        waiter = conn.send(head + body)
         timer = loop.call_at(deadline, _expire, waiter)
         try:
             response, keep_alive = await waiter
@@ -284,6 +283,7 @@ class Http1Pool:
         finally:
             timer.cancel()
         if keep_alive and not conn.closed and len(self._idle) < MAX_IDLE_PER_HOST:
+            conn.idle_since = loop.time()
             self._idle.append(conn)
         else:
             conn.close()

@@ -17,9 +17,11 @@ from yarl import URL
 
 from node_agent import jsonpolicy
 from node_agent.containers.http1 import (
+    DEFAULT_MAX_RESPONSE_BYTES,
     Http1ConnectTimeout,
     Http1Error,
     Http1Pool,
+    Http1TooLarge,
     request_head,
 )
 from node_agent.errors import ContainerError, ContainerUnreachable, InvalidJson
@@ -47,6 +49,18 @@ def _no_answer(endpoint: ServiceEndpoint) -> ContainerError:
 
 def _bad_status(cid: str, status: int, body: bytes) -> ContainerError:
     return ContainerError(f"container {cid} answered HTTP {status}: {_preview(body)}")
+
+
+def _too_large(cid: str, limit: int) -> ContainerError:
+    return ContainerError(f"container {cid} answered more than {limit} bytes")
+
+
+def host_header(url: URL) -> str:
+    """``Host`` for ``url``: IPv6 literals in brackets, without a zone (RFC 9110 §7.2)."""
+    host = str(url.host)
+    if ":" in host:
+        host = f"[{host.partition('%')[0]}]"
+    return f"{host}:{url.port}" if url.explicit_port else host
 
 
 class ServiceEndpoint:
@@ -79,7 +93,7 @@ class ServiceEndpoint:
         if bearer:
             self.headers["Authorization"] = f"Bearer {bearer}"
         url = self.output_url
-        self.host_header = f"{url.host}:{url.port}" if url.port else str(url.host)
+        self.host_header = host_header(url)
         # Plain-HTTP endpoints use the lightweight keep-alive client (``http1``).
         self.direct_headers = self.headers if url.scheme == "http" and url.host else None
 
@@ -87,9 +101,16 @@ class ServiceEndpoint:
 class ServiceClient:
     """One keep-alive connection pool for every container call the node makes."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
         self._session = session
         self._pools: dict[tuple[str, int], Http1Pool] = {}
+        # A service's answer is held in memory whole: one runaway reply must not exhaust it.
+        self.max_response_bytes = max_response_bytes
 
     @staticmethod
     def make_session(pool_size: int = 1024) -> aiohttp.ClientSession:
@@ -113,7 +134,8 @@ class ServiceClient:
                 timeout=timeout,
             ) as resp:
                 if not 200 <= resp.status < 300:
-                    raise _bad_status(cid, resp.status, await resp.read())
+                    preview = await resp.content.read(_ERROR_BODY_PREVIEW + 1)
+                    raise _bad_status(cid, resp.status, preview)
                 yield resp
         except aiohttp.ConnectionTimeoutError:
             raise _unreachable(cid, f"no connection within {CONNECT_TIMEOUT:g} s") from None
@@ -132,7 +154,7 @@ class ServiceClient:
             raw = await self._call_direct(endpoint, jsonpolicy.dumps(body))
         else:
             async with self._post(endpoint, body, endpoint.call_timeout) as r:
-                raw = await r.read()
+                raw = await self._read_capped(endpoint, r)
         try:
             # The node's JSON policy: an output it accepts, it can store, list and deliver.
             return jsonpolicy.loads(raw)
@@ -143,12 +165,31 @@ class ServiceClient:
                 f"the node accepts ({problem}): {_preview(raw)}"
             ) from None
 
+    async def _read_capped(self, endpoint: ServiceEndpoint, resp: aiohttp.ClientResponse) -> bytes:
+        """The whole body, refused as soon as it passes ``max_response_bytes``."""
+        limit = self.max_response_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise _too_large(endpoint.container_id, limit)
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(endpoint.container_id, limit)
+            parts.append(chunk)
+        return b"".join(parts)
+
     def _pool(self, endpoint: ServiceEndpoint) -> Http1Pool:
         url = endpoint.output_url
         key = (str(url.host), url.port or 80)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = Http1Pool(key[0], key[1], connect_timeout=CONNECT_TIMEOUT)
+            pool = self._pools[key] = Http1Pool(
+                key[0],
+                key[1],
+                connect_timeout=CONNECT_TIMEOUT,
+                max_response_bytes=self.max_response_bytes,
+            )
         return pool
 
     async def _call_direct(self, endpoint: ServiceEndpoint, payload: bytes) -> bytes:
@@ -163,6 +204,8 @@ class ServiceClient:
             raise _unreachable(cid, f"no connection within {CONNECT_TIMEOUT:g} s") from None
         except TimeoutError:
             raise _no_answer(endpoint) from None
+        except Http1TooLarge as exc:
+            raise _too_large(cid, exc.limit) from None
         except Http1Error as exc:
             raise ContainerError(
                 f"container {cid} connection failed: {exc or type(exc).__name__}"

@@ -650,9 +650,10 @@ class WorkloadService:
         except asyncio.CancelledError:
             exited.add_done_callback(_consume)
             raise
+        # Final status first: a live follower ends on ``ended`` and reports the status it sees.
+        await self._finish(job, exit_code=exit_code, timed_out=timed_out)
         active.ended = True
         signal.fire()
-        await self._finish(job, exit_code=exit_code, timed_out=timed_out)
 
     async def _release(self, active: Active) -> None:
         job = active.job

@@ -9,9 +9,10 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.node-agent-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
     echo "[bootstrap] installing node-agent and dev tools into .venv" >&2
     .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q -e '.[dev]'
+    # The exact versions CI tests (constraints.txt), not whatever resolves today.
+    .venv/bin/pip install -q -c constraints.txt -e '.[dev]'
     touch "$stamp"
 fi

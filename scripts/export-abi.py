@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Export the ABIs the node needs from forge artifacts into ``node_agent/abi/*.json``.
+"""Export the ABIs the node needs from forge artifacts into ``node_agent/abi/*.json``, and the
+ABI + creation bytecode ``python -m node_agent.chain.deploy`` deploys into
+``node_agent/abi/deploy/*.json`` (so deployment works from an installed wheel, without forge).
 
     python scripts/export-abi.py            # forge build, then (re)write node_agent/abi/
     python scripts/export-abi.py --check    # forge build, exit 1 if the committed JSON drifted
@@ -33,6 +35,16 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "Delegator": ("IConsumer.sol", "IDelegator"),
 }
 
+# Contracts the deploy module creates: the core set and the example consumers.
+DEPLOYED = (
+    "Coordinator",
+    "Reader",
+    "Registry",
+    "ExampleSubscriptionConsumer",
+    "ExampleCallbackConsumer",
+    "ExampleDelegatorConsumer",
+)
+
 
 def _dump(abi: list[dict[str, Any]]) -> str:
     return json.dumps(abi, indent=2, sort_keys=True) + "\n"
@@ -58,20 +70,25 @@ def _all_errors(out_dir: Path) -> list[dict[str, Any]]:
 
 
 def render(out_dir: Path) -> dict[str, str]:
-    """File name -> content for everything under node_agent/abi/."""
+    """File name (relative to node_agent/abi/) -> content."""
     files = {
         f"{name}.json": _dump(_load(out_dir, source, contract)["abi"])
         for name, (source, contract) in EXPORTS.items()
     }
     files["Errors.json"] = _dump(_all_errors(out_dir))
+    for name in DEPLOYED:
+        data = _load(out_dir, f"{name}.sol", name)
+        artifact = {"abi": data["abi"], "bytecode": data["bytecode"]["object"]}
+        files[f"deploy/{name}.json"] = json.dumps(artifact, sort_keys=True) + "\n"
     return files
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="export contract ABIs into node_agent/abi")
     parser.add_argument("--check", action="store_true", help="fail if committed ABIs drifted")
+    parser.add_argument("--out-dir", type=Path, help="existing forge output (skips forge build)")
     args = parser.parse_args()
-    files = render(build_contracts())
+    files = render(args.out_dir or build_contracts())
     if args.check:
         drifted = [
             name
@@ -84,7 +101,7 @@ def main() -> int:
             return 1
         print(f"node_agent/abi up to date ({len(files)} files)")
         return 0
-    ABI_DIR.mkdir(parents=True, exist_ok=True)
+    (ABI_DIR / "deploy").mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         (ABI_DIR / name).write_text(content)
     print(f"wrote {len(files)} files to {ABI_DIR}")

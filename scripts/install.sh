@@ -4,9 +4,9 @@
 #   sudo scripts/install.sh [--wheel FILE] [--no-start] [--root DIR]
 #
 # Creates the node-agent user (sysusers.d), a virtual environment in /opt/node-agent/venv with
-# the package, /etc/node-agent/config.yaml (only if absent), the root-only credentials
-# directory, and the unit; then enables and starts it. Idempotent: a re-run upgrades the package
-# and unit files and leaves config and credentials alone.
+# the package, /etc/node-agent/config.yaml (secure defaults, only if absent), the root-only
+# credentials directory, and the unit; then enables and starts it. Idempotent: a re-run upgrades
+# the package and unit files and leaves config and credentials alone.
 #
 # --root DIR installs into DIR instead of / (staging and tests): users go into DIR/etc/passwd and
 # no systemctl call is made. systemctl is also skipped when systemd is not PID 1 (containers, CI).
@@ -77,7 +77,11 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 target="${WHEEL:-$SRC_DIR}"
 log "installing node-agent from $target"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$target"
+# The versions CI tested (constraints.txt), not whatever resolves on the day of the install.
+constraints=()
+[ ! -f "$SRC_DIR/constraints.txt" ] || constraints=(-c "$SRC_DIR/constraints.txt")
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade \
+    "${constraints[@]}" "$target"
 [ -x "$VENV/bin/node-agent" ] || die "$VENV/bin/node-agent missing after pip install"
 install -D -m 0644 "$SRC_DIR/docs/systemd.md" "$PREFIX/docs/systemd.md"
 
@@ -87,12 +91,15 @@ install -d -m 0700 -o root -g root "$ETC/credentials"
 if [ -e "$ETC/config.yaml" ]; then
     log "keeping existing $ETC/config.yaml"
 else
-    example="$SRC_DIR/config.example.yaml"
-    [ -f "$example" ] || example="$SRC_DIR/systemd/config.minimal.yaml"
+    # Secure defaults: API on loopback, no container image, no workload image allowed,
+    # /info and /metrics behind a key. Nothing runs that the provider did not name.
     # Readable by the service's group only: a config may still hold an inline secret.
-    install -m 0640 -o root -g "$AGENT_GID" "$example" "$ETC/config.yaml"
-    log "wrote $ETC/config.yaml from $(basename "$example"); edit it, then: systemctl reload node-agent"
+    install -m 0640 -o root -g "$AGENT_GID" "$SRC_DIR/systemd/config.minimal.yaml" \
+        "$ETC/config.yaml"
+    log "wrote $ETC/config.yaml (secure defaults); edit it, then: systemctl reload node-agent"
 fi
+# Reference only (every key and its default), refreshed on each run; never read by the agent.
+install -m 0644 -o root -g root "$SRC_DIR/config.example.yaml" "$ETC/config.example.yaml"
 # LoadCredential= refuses to start the unit when a listed file is missing, so each credential
 # exists, empty until the operator fills it. Existing files are never touched.
 for name in "${CREDENTIALS[@]}"; do

@@ -2,7 +2,9 @@
 
 Used by the node's integration tests, the demo and real deployments. The Coordinator creates its
 Inbox in its constructor and the Registry is deployed last, so no CREATE addresses are precomputed.
-Bytecode comes from ``contracts/out`` (``forge build``); the installed package ships ABIs only.
+Bytecode comes from ``contracts/out`` (``forge build``) in a checkout; an installed package uses
+the artifacts it ships in ``node_agent/abi/deploy`` (written by ``scripts/export-abi.py``, which
+CI keeps in step with the sources), so no forge is needed to deploy from a wheel.
 
 CLI: ``python -m node_agent.chain.deploy --rpc-url URL [--examples] [--out FILE]`` with the deployer
 key in ``$DEPLOYER_PRIVATE_KEY`` (or ``--private-key-file``): keys never go on the command line.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.resources
 import json
 import os
 import sys
@@ -69,8 +72,11 @@ class ExampleConsumers:
 
 
 def load_artifact(name: str, out_dir: Path | None = None) -> Artifact:
-    """ABI and creation bytecode of ``name`` from forge's ``out/<name>.sol/<name>.json``."""
+    """ABI and creation bytecode of ``name``: from forge's ``out/<name>.sol/<name>.json``
+    (``out_dir``, else the checkout's ``contracts/out`` when built), else from the package."""
     path = (out_dir or CONTRACTS_DIR / "out") / f"{name}.sol" / f"{name}.json"
+    if out_dir is None and not path.is_file():
+        return packaged_artifact(name)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
@@ -78,6 +84,24 @@ def load_artifact(name: str, out_dir: Path | None = None) -> Artifact:
             "contract artifact missing; run forge build", {"path": str(path)}
         ) from exc
     return Artifact(name=name, abi=data["abi"], bytecode=data["bytecode"]["object"])
+
+
+def packaged_artifact(name: str) -> Artifact:
+    """The artifact shipped inside the package (only the contracts this module deploys)."""
+    resource = importlib.resources.files("node_agent") / "abi" / "deploy" / f"{name}.json"
+    try:
+        data = json.loads(resource.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            "contract artifact missing from the package and no contracts/out; run forge build",
+            {"contract": name},
+        ) from None
+    return Artifact(name=name, abi=data["abi"], bytecode=data["bytecode"])
+
+
+def in_checkout() -> bool:
+    """Whether the contracts' sources are here to build (a checkout, not an installed wheel)."""
+    return (CONTRACTS_DIR / "foundry.toml").is_file()
 
 
 class Deployer:
@@ -188,7 +212,7 @@ def _read_key(args: argparse.Namespace) -> str:
 
 
 async def _deploy_from_cli(args: argparse.Namespace, key: str) -> dict[str, Any]:
-    if not args.no_build:
+    if not args.no_build and in_checkout():
         await asyncio.to_thread(build_contracts)
     w3 = web3_client(args.rpc_url)
     try:
@@ -209,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--private-key-file", help="file holding the deployer key (hex)")
     parser.add_argument("--examples", action="store_true", help="also deploy example consumers")
     parser.add_argument("--delegate-signer", help="delegator example's signer (default: deployer)")
-    parser.add_argument("--no-build", action="store_true", help="use existing contracts/out")
+    parser.add_argument(
+        "--no-build",
+        action="store_true",
+        help="use existing contracts/out (an installed package never builds: it ships artifacts)",
+    )
     parser.add_argument("--out", help="write addresses as JSON here (default: stdout)")
     args = parser.parse_args(argv)
     result = asyncio.run(_deploy_from_cli(args, _read_key(args)))

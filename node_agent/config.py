@@ -100,6 +100,15 @@ class RateLimitConfig(_Model):
     period: float = Field(60.0, gt=0)
 
 
+class TlsConfig(_Model):
+    """HTTPS for the API, so API keys never cross the network in clear text."""
+
+    cert_file: Path  # PEM certificate chain, leaf first
+    key_file: Path  # PEM private key (readable by the service user)
+    # The files are re-read when they change (checked this often) and on SIGHUP.
+    reload_interval: float = Field(60.0, gt=0)
+
+
 class ServerConfig(_Model):
     port: int = Field(4000, ge=1, le=65535)
     rate_limit: RateLimitConfig = RateLimitConfig()
@@ -108,6 +117,7 @@ class ServerConfig(_Model):
     trusted_proxies: tuple[str, ...] = ()
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     rate_limit_enabled: bool = True
+    tls: TlsConfig | None = None
 
     @field_validator("trusted_proxies")
     @classmethod

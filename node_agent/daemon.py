@@ -24,6 +24,7 @@ from aiohttp import web
 from node_agent import __version__
 from node_agent.api.app import create_server
 from node_agent.api.context import NodeContext
+from node_agent.api.tls import TlsCertificate
 from node_agent.config import Config, load_config
 from node_agent.containers.admission import Admission, gates_for
 from node_agent.containers.manager import ContainerManager
@@ -73,6 +74,7 @@ class Daemon:
         self.ctx: NodeContext | None = None
         self.chain: Any = None  # node_agent.chain.service.ChainService when chain.enabled
         self.workloads: Any = None  # node_agent.workloads.node.WorkloadNode when enabled
+        self.tls: TlsCertificate | None = None
 
     # --- start -------------------------------------------------------------------------------
 
@@ -144,7 +146,17 @@ class Daemon:
         await self._runner.setup()
         # All interfaces, IPv4 and IPv6, unless a specific address is configured.
         host = None if server.host in ("0.0.0.0", "::", "") else server.host
-        site = web.TCPSite(self._runner, host=host, port=server.port, reuse_address=True)
+        if server.tls is not None:
+            tls = server.tls
+            self.tls = await asyncio.to_thread(TlsCertificate, tls.cert_file, tls.key_file)
+            self.tasks.spawn(self.tls.watch(tls.reload_interval), name="tls-watch")
+        site = web.TCPSite(
+            self._runner,
+            host=host,
+            port=server.port,
+            reuse_address=True,
+            ssl_context=self.tls.context if self.tls is not None else None,
+        )
         await site.start()
         addresses = self._runner.addresses
         self.port = addresses[0][1] if addresses else server.port
@@ -242,6 +254,8 @@ class Daemon:
 
     async def reload(self) -> bool:
         """Re-read the config file; apply container changes; keep the old config on error."""
+        if self.tls is not None:  # a renewed certificate, even when the config is unchanged
+            await asyncio.to_thread(self.tls.reload, force=True)
         if self.config_path is None:
             log.warning("reload_ignored", reason="no config file path")
             return False

@@ -52,3 +52,6 @@ class ApiKeysConfig(BaseModel):
     keys: tuple[ApiKeyEntry, ...] = ()
     # Keys created with `node-agent api-key create`; default <state_dir>/api-keys.json.
     key_file: Path | None = None
+    # True: /info, /resources and /metrics need a key too (any scope); they describe the
+    # node's containers, GPUs and load, which a provider may not want to show to anyone.
+    protect_info: bool = False

@@ -74,6 +74,10 @@ def is_workload_path(path: str) -> bool:
     return path == "/v1/jobs" or path.startswith("/v1/jobs/")
 
 
+# What ``api_keys.protect_info`` closes to callers without a key (/health stays open).
+INFO_PATHS = frozenset({"/info", "/resources", "/metrics"})
+
+
 def route_scope(method: str, path: str) -> Scope | tuple[Scope, ...] | None:
     """The scope a route needs (a tuple: any one of them); ``None`` for public routes
     (/health, /info, /metrics, ...). Workload routes follow the orchestrator's documented
@@ -201,6 +205,7 @@ class ApiKeyAuthority:
 
     def __init__(self, config: ApiKeysConfig, key_file: Path | None) -> None:
         self.required = config.required
+        self.protect_info = config.protect_info
         self._config_keys = {e.id: e for e in config.keys}
         self._key_file = key_file
         self._file_stamp: tuple[int, int] | None = None

@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from node_agent.api.dispatch import RequestCheck
-from node_agent.auth.keys import ApiKeyAuthority, Principal, is_workload_path, route_scope
+from node_agent.auth.config import SCOPES
+from node_agent.auth.keys import (
+    INFO_PATHS,
+    ApiKeyAuthority,
+    Principal,
+    is_workload_path,
+    route_scope,
+)
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 
@@ -22,8 +29,9 @@ def make_auth_check(
     def check(request: web.BaseRequest) -> None:
         path = request.path
         scope = route_scope(request.method, path)
-        request[PRINCIPAL] = authority.authorize(
-            request.headers, scope, now(), require=is_workload_path(path)
-        )
+        require = is_workload_path(path)
+        if authority.protect_info and path in INFO_PATHS:
+            scope, require = SCOPES, True  # any valid key will do
+        request[PRINCIPAL] = authority.authorize(request.headers, scope, now(), require=require)
 
     return check

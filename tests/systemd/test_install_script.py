@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from node_agent.config import load_config
 from tests.systemd.unitfile import REPO, require_tool
 
 INSTALL = REPO / "scripts" / "install.sh"
@@ -88,6 +89,22 @@ def test_files_land_with_their_modes(installed: Path) -> None:
     assert any(
         line.startswith("node-agent:") for line in (root / "etc" / "passwd").read_text().split()
     )
+
+
+def test_installed_config_runs_no_image_nobody_named(installed: Path) -> None:
+    """Issue 16 item 13: no container image (once node-agent/echo:latest, pulled from a
+    namespace nobody here owns), no workload image allowed, the API on loopback, node details
+    behind a key. The full example is there for reference only."""
+    etc = installed / "etc" / "node-agent"
+    config = load_config(etc / "config.yaml")
+    assert config.containers == ()
+    assert config.workloads.allowed_images == ()
+    assert config.server.host == "127.0.0.1"
+    assert config.api_keys.protect_info
+    assert "image:" not in "".join(
+        line.split("#")[0] for line in (etc / "config.yaml").read_text().splitlines()
+    )
+    assert mode(etc / "config.example.yaml") == 0o644
 
 
 def test_rerun_is_idempotent_and_keeps_config_and_secrets(installed: Path) -> None:

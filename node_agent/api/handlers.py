@@ -31,6 +31,7 @@ log = structlog.get_logger(__name__)
 JSON_TYPES = ("application/json", "")
 UNTIL = ["all", "any"]  # GET /api/jobs?wait=S&until=…
 PENDING = {"true": True, "false": False}  # anything else: no filter (as the reference)
+BATCH_SLICE = 64  # jobs of a batch taken in per turn of the event loop
 
 
 async def read_json(request: web.BaseRequest, *, force: bool = False) -> Any:
@@ -194,15 +195,46 @@ class Handlers:
         ip = request[CLIENT_IP]
         client = self._client(request, ip)
 
-        async def item(entry: Any) -> dict[str, Any]:
-            try:
-                return await self._one_job(entry, ip, client)
-            except NodeAgentError as exc:
-                return exc.to_wire()
-
-        # Concurrently, so the whole batch shares the store's group commits.
-        results = await asyncio.gather(*(item(e) for e in body))
-        return json_response(list(results))
+        # The whole batch shares the store's group commits, but it is taken in a slice at a
+        # time with a turn of the event loop in between, and its jobs' commits are awaited
+        # together (no task per job): a 1,000-job batch must not hold up every other request
+        # (e.g. /health) until all of it is in.
+        answers: list[dict[str, Any] | None] = [None] * len(body)
+        waits: list[tuple[int, asyncio.Future[Any]]] = []
+        loop = asyncio.get_running_loop()
+        try:
+            for start in range(0, len(body), BATCH_SLICE):
+                if start:
+                    await asyncio.sleep(0)
+                for index in range(start, min(start + BATCH_SLICE, len(body))):
+                    entry = body[index]
+                    try:
+                        if isinstance(entry, dict) and is_delegated(entry):
+                            waits.append((index, loop.create_task(self._delegated(entry, ip))))
+                            continue
+                        job = parse_offchain_job(entry)
+                        job_id, committed = self.ctx.jobs.start(
+                            client, ip, job.containers, job.data, job.requires_proof
+                        )
+                    except NodeAgentError as exc:
+                        answers[index] = exc.to_wire()
+                        continue
+                    answers[index] = {"id": job_id}
+                    waits.append((index, committed))
+            outcomes = await asyncio.gather(*(w for _, w in waits), return_exceptions=True)
+        except BaseException:
+            # Cancelled (or a bug): no client will learn these ids, so none of them runs.
+            for _, waiting in waits:
+                waiting.cancel()
+            raise
+        for (index, _), outcome in zip(waits, outcomes, strict=True):
+            if isinstance(outcome, NodeAgentError):
+                answers[index] = outcome.to_wire()
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            elif outcome is not None:  # a delegated subscription's answer
+                answers[index] = outcome
+        return json_response(answers)
 
     async def create_stream(self, request: web.BaseRequest) -> web.StreamResponse:
         body = await read_json(request)

@@ -98,22 +98,48 @@ class JobService:
         commit, the container call does not, and a job that ends within the commit window is
         written once instead of twice. Should the commit fail, the client gets the error and
         the job is cancelled."""
+        job_id, committed = self.start(client, ip, containers, data, requires_proof)
+        await committed
+        return job_id
+
+    def start(
+        self,
+        client: str,
+        ip: IpAddress,
+        containers: Sequence[str],
+        data: Any,
+        requires_proof: bool,
+    ) -> tuple[str, asyncio.Future[None]]:
+        """``submit`` without the wait: the job's id and the future of its commit. A batch
+        waits for its jobs' commits together instead of with a task per job."""
         job = self._new_job(client, containers, data, requires_proof, stream=False)
         ticket = self.check(containers, requires_proof, ip)
         # From here on the job holds admission slots: every way out that does not hand them
         # to a running job gives them back (a leak here is a container refusing work forever).
         task: asyncio.Task[None] | None = None
-        try:
-            committed = self.store.begin_create(job)
-            task = self.tasks.spawn(self._run(job, ticket), name=f"job-{job.id}")
-            await committed
-        except BaseException:
+
+        def abandon(failed: bool = True) -> None:
             if task is not None:
                 task.cancel()
             ticket.release_all()  # a task cancelled before its first step never releases it
-            self.store.forget(job.id)
+            self.store.forget(job.id, failed=failed)
+
+        try:
+            committed = self.store.begin_create(job)
+            task = self.tasks.spawn(self._run(job, ticket), name=f"job-{job.id}")
+        except BaseException:
+            abandon()
             raise
-        return job.id
+
+        def settled(future: asyncio.Future[None]) -> None:
+            # A failed commit, or a waiter that gave up (its request was cancelled).
+            if future.cancelled():
+                abandon(failed=False)
+            elif future.exception() is not None:
+                abandon()
+
+        committed.add_done_callback(settled)
+        return job.id, committed
 
     def _new_job(
         self,

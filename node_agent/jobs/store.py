@@ -622,12 +622,14 @@ class JobStore:
         self._submit(_Op(write=row, future=future))
         return future
 
-    def forget(self, job_id: str) -> None:
-        """Drop a job whose creation failed from the live view (a finished one stays).
+    def forget(self, job_id: str, *, failed: bool = True) -> None:
+        """Drop a job whose creation failed (or was given up) from the live view.
 
-        Its client heard an error, so the cancelled job's final save must not write it
-        later (when the store works again) as a job nobody knows the id of."""
-        if self._live.pop(job_id, None) is not None:
+        When the commit failed its client heard an error, so the cancelled job's final save
+        must not write it later (when the store works again) as a job nobody knows the id
+        of. A creation given up (``failed=False``) may still commit: its final save then
+        writes the whole row, so it does not stay ``running``."""
+        if self._live.pop(job_id, None) is not None and failed:
             if len(self._abandoned) > 10_000:  # tasks cancelled before they began never save
                 self._abandoned.clear()
             self._abandoned.add(job_id)

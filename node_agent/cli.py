@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--state-dir", type=Path, help="where jobs and chain state are kept")
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", type=Path)
+    check.add_argument(
+        "--strict", action="store_true", help="unknown keys are errors (exit 2), not warnings"
+    )
     sub.add_parser("version", help="print the version")
     gpus = sub.add_parser("gpus", help="show the GPUs NVML sees (capacity and health)")
     gpus.add_argument("--json", action="store_true", help="machine-readable output")
@@ -95,16 +98,29 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc.error}", file=sys.stderr)
         return 2
+    from node_agent.configcheck import find_unknown_keys
+
+    unknown = find_unknown_keys(path)
     if args.command == "check-config":
+        for key in unknown:
+            print(
+                f"{'error' if args.strict else 'warning'}: {key.describe(str(path))}",
+                file=sys.stderr,
+            )
+        if unknown and args.strict:
+            print(f"config error: {len(unknown)} unknown key(s) (--strict)", file=sys.stderr)
+            return 2
         print(
             f"{path}: OK ({len(config.containers)} containers, chain "
-            f"{'enabled' if config.chain.enabled else 'disabled'})"
+            f"{'enabled' if config.chain.enabled else 'disabled'}"
+            f"{f', {len(unknown)} unknown keys ignored' if unknown else ''})"
         )
         return 0
-    from node_agent.daemon import run_daemon
+    from node_agent.daemon import log_unknown_keys, run_daemon
     from node_agent.logging import configure_logging
 
     configure_logging(config.log)
+    log_unknown_keys(path, unknown)
     state_dir = resolve_state_dir(config, args.state_dir)
     coro = run_daemon(config, state_dir, path)
     try:

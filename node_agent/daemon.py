@@ -25,7 +25,9 @@ from node_agent import __version__
 from node_agent.api.app import create_server
 from node_agent.api.context import NodeContext
 from node_agent.api.tls import TlsCertificate
+from node_agent.auth.keys import default_key_file
 from node_agent.config import Config, load_config
+from node_agent.configcheck import UnknownKey, find_unknown_keys
 from node_agent.containers.admission import Admission, gates_for
 from node_agent.containers.manager import ContainerManager
 from node_agent.containers.service_client import ServiceClient
@@ -34,8 +36,16 @@ from node_agent.jobs.guardian import policies_from_config
 from node_agent.jobs.pipeline import Pipeline
 from node_agent.jobs.service import JobService
 from node_agent.jobs.store import JobStore
+from node_agent.logging import set_log_level
 from node_agent.provider import ProviderServices
-from node_agent.reload import GateHold, carry_over, diff_containers, wait_until_idle
+from node_agent.reload import (
+    GateHold,
+    carry_over,
+    diff_config,
+    diff_containers,
+    effective_config,
+    wait_until_idle,
+)
 from node_agent.sdnotify import Notifier, Watchdog
 from node_agent.tasks import TaskSupervisor, run_forever
 
@@ -43,6 +53,12 @@ log = structlog.get_logger(__name__)
 
 RETENTION_INTERVAL = 60.0
 STATUS_INTERVAL = 5.0
+
+
+def log_unknown_keys(path: Path, unknown: list[UnknownKey]) -> None:
+    """At start and on reload: a typo must not pass unnoticed (the key is ignored)."""
+    for key in unknown:
+        log.warning("config_unknown_key", key=key.path, line=key.line, file=str(path))
 
 
 def _admission(config: Config) -> Admission:
@@ -75,6 +91,8 @@ class Daemon:
         self.chain: Any = None  # node_agent.chain.service.ChainService when chain.enabled
         self.workloads: Any = None  # node_agent.workloads.node.WorkloadNode when enabled
         self.tls: TlsCertificate | None = None
+        # Changed settings that wait for a restart (named in STATUS= and the reload's log).
+        self.restart_pending: tuple[str, ...] = ()
 
     # --- start -------------------------------------------------------------------------------
 
@@ -243,6 +261,8 @@ class Daemon:
         running, total = len(self.manager.running()), len(self.manager.containers)
         parts = [f"API on port {self.port}", f"containers {running}/{total} running"]
         parts.append(f"{len(self.jobs.tasks)} jobs in flight")
+        if self.restart_pending:
+            parts.append(f"restart needed for {', '.join(self.restart_pending)}")
         return "; ".join(parts)
 
     def _containers_health(self) -> dict[str, Any]:
@@ -266,6 +286,12 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload_refused", error=exc.error, params=exc.params)
             return False
+        log_unknown_keys(
+            self.config_path, await asyncio.to_thread(find_unknown_keys, self.config_path)
+        )
+        # Settings only a restart can apply keep their running value until then.
+        settings = diff_config(self.config, new)
+        new = effective_config(self.config, new, settings)
         changes = diff_containers(self.config.containers, new.containers)
         old_admission = self.jobs.admission
         admission = carry_over(old_admission, new.containers, changes)
@@ -292,14 +318,29 @@ class Daemon:
         self.config = new
         if self.ctx is not None:
             self.ctx.config = new
+        await self._apply_live_settings(new)
+        self.restart_pending = settings.restart
         log.info(
             "config_reloaded",
             containers=[c.id for c in new.containers],
             added=sorted(changes.added),
             changed=sorted(changes.changed),
             removed=sorted(changes.removed),
+            applied=list(settings.live),
+            restart_needed=list(settings.restart),
         )
         return True
+
+    async def _apply_live_settings(self, config: Config) -> None:
+        """What components copied at start; the rest read ``self.config``/``ctx.config``."""
+        set_log_level(config.log.level)
+        self.manager.startup_wait = config.startup_wait
+        keys = self.provider.api_keys
+        keys.reconfigure(config.api_keys, default_key_file(config.api_keys, self.state_dir))
+        try:
+            await asyncio.to_thread(keys.reload)
+        except ConfigError as exc:  # the config's own keys are in force; the file is retried
+            log.error("auth.key_file_invalid", error=exc.error)
 
     async def stop(self) -> None:
         """Stop intake, drain running jobs within the grace period, then close everything."""

@@ -87,8 +87,19 @@ def configure_logging(config: LogConfig, *, stream: Any = None) -> None:
     logging.getLogger("docker").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # The level is checked against the root logger (filter_by_level), not baked into the
+        # cached bound loggers, so a reload can change it (set_log_level).
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(config.level)),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         cache_logger_on_first_use=True,
     )
+
+
+def set_log_level(level: str) -> None:
+    """Apply ``log.level`` on a running node (reload): every logger defers to the root's."""
+    logging.getLogger().setLevel(level)

@@ -1,4 +1,9 @@
-"""Swapping the container set on ``systemctl reload`` without dropping in-flight jobs.
+"""What ``systemctl reload`` changes: which settings apply at once and which wait for a
+restart (:func:`diff_config`), and swapping the container set without dropping in-flight jobs.
+
+Settings that only a restart can apply (the listening address, the chain, GPU monitoring, …)
+keep their running value until then (:func:`effective_config`) and are named in the reload's
+log line and in ``systemctl status``, instead of being ignored silently.
 
 A reload may add, remove and change containers while jobs run. A changed or removed container
 is only replaced once no admitted job still needs it (or ``agent.shutdown_grace`` ran out); new
@@ -14,10 +19,94 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from node_agent.config import ContainerConfig
+from pydantic import BaseModel
+
+from node_agent.config import Config, ContainerConfig
 from node_agent.containers.admission import Admission, ContainerGate
 from node_agent.containers.ports import assign_ports
+
+_M = TypeVar("_M", bound=BaseModel)
+
+# Settings a reload applies at once (a path and everything under it). Anything else that
+# changed waits for a restart: the safe default for a setting added later.
+LIVE_SETTINGS = (
+    "containers",
+    "startup_wait",
+    "log.level",
+    "api_keys.required",
+    "api_keys.keys",
+    "api_keys.key_file",
+    "jobs.retention_seconds",
+    "jobs.retention_count",
+    "jobs.max_batch_size",
+    "jobs.max_wait_seconds",
+    "jobs.on_restart",  # only read at start anyway
+    "server.rate_limit",
+    "server.rate_limit_enabled",
+    "agent.shutdown_grace",
+    "agent.info_cache_seconds",
+    "agent.resources_timeout",
+    "redis",  # accepted and ignored
+    "forward_stats",  # accepted and ignored
+)
+
+
+@dataclass(frozen=True)
+class ConfigChanges:
+    """Dotted paths of the settings that differ (``containers`` stands for the whole list)."""
+
+    live: tuple[str, ...]
+    restart: tuple[str, ...]
+
+
+def is_live(path: str) -> bool:
+    return any(path == p or path.startswith(p + ".") for p in LIVE_SETTINGS)
+
+
+def diff_config(running: Config, new: Config) -> ConfigChanges:
+    """Which settings a reload from ``running`` to ``new`` changes, split by how they apply."""
+    changed: list[str] = []
+    _diff_model(running, new, "", changed)
+    return ConfigChanges(
+        live=tuple(p for p in changed if is_live(p)),
+        restart=tuple(p for p in changed if not is_live(p)),
+    )
+
+
+def _diff_model(old: BaseModel, new: BaseModel, prefix: str, out: list[str]) -> None:
+    for name in type(old).model_fields:
+        a, b = getattr(old, name), getattr(new, name)
+        if a == b:
+            continue
+        path = prefix + name
+        if isinstance(a, BaseModel) and type(a) is type(b):
+            _diff_model(a, b, path + ".", out)
+        else:
+            out.append(path)  # a leaf, a list, or a section switched on/off (None <-> set)
+
+
+def effective_config(running: Config, new: Config, changes: ConfigChanges) -> Config:
+    """``new`` with each restart-only setting kept at its running value: what the node runs
+    on after the reload (and what the next reload is compared with)."""
+    result = new
+    for path in changes.restart:
+        result = _with_value(result, path.split("."), _get(running, path.split(".")))
+    return result
+
+
+def _get(model: BaseModel, parts: list[str]) -> object:
+    value: object = model
+    for part in parts:
+        value = getattr(value, part)
+    return value
+
+
+def _with_value(model: _M, parts: list[str], value: object) -> _M:
+    head, rest = parts[0], parts[1:]
+    inner = _with_value(getattr(model, head), rest, value) if rest else value
+    return model.model_copy(update={head: inner})
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from node_agent.api.context import NodeContext
 from node_agent.api.dispatch import JsonErrorServer, Routes, make_dispatcher
 from node_agent.api.handlers import Handlers
 from node_agent.api.identity import parse_networks
-from node_agent.api.ratelimit import GcraLimiter
 from node_agent.auth.middleware import make_auth_check
+from node_agent.config import RateLimitConfig
 
 
 def api_routes(h: Handlers, *, metrics: bool) -> Routes:
@@ -36,19 +36,19 @@ def api_routes(h: Handlers, *, metrics: bool) -> Routes:
 def create_server(ctx: NodeContext) -> web.Server:
     """aiohttp's low-level server around our dispatcher (needs the running loop)."""
     server = ctx.config.server
-    limit = server.rate_limit
-    limiter_factory = (
-        (lambda: GcraLimiter(limit.num_requests, limit.period))
-        if server.rate_limit_enabled
-        else None
-    )
+
+    def rate_limit() -> RateLimitConfig | None:
+        """The limits in force now (a reload replaces ``ctx.config``)."""
+        current = ctx.config.server
+        return current.rate_limit if current.rate_limit_enabled else None
+
     routes = api_routes(Handlers(ctx), metrics=ctx.metrics is not None)
     for extend in ctx.route_extensions:
         extend(routes)
     dispatch = make_dispatcher(
         routes,
         trusted_proxies=parse_networks(server.trusted_proxies),
-        limiter_factory=limiter_factory,
+        rate_limit=rate_limit,
         is_draining=lambda: ctx.draining,
         checks=[make_auth_check(ctx.api_keys)] if ctx.api_keys is not None else [],
     )

@@ -21,6 +21,7 @@ from node_agent.api.context import address_text
 from node_agent.api.identity import client_address
 from node_agent.api.ratelimit import GcraLimiter
 from node_agent.api.responses import error_response
+from node_agent.config import RateLimitConfig
 from node_agent.errors import (
     BadRequest,
     InternalError,
@@ -129,14 +130,16 @@ def make_dispatcher(
     routes: Routes,
     *,
     trusted_proxies: Sequence[IpNetwork],
-    limiter_factory: Callable[[], GcraLimiter] | None,
+    rate_limit: Callable[[], RateLimitConfig | None],
     is_draining: Callable[[], bool],
     checks: Sequence[RequestCheck] = (),
     clock: Callable[[], float] = time.monotonic,
 ) -> Handler:
     """``checks`` run after identity, drain and rate limiting, before the handler (the API-key
-    check is one); whatever they raise is answered here like any other error."""
-    limiters: dict[str, GcraLimiter] = {}
+    check is one); whatever they raise is answered here like any other error. ``rate_limit``
+    gives the limits in force (None: off), read per request so that a reload applies them."""
+    # Per route: the limits its buckets were made for, and the buckets.
+    limiters: dict[str, tuple[RateLimitConfig, GcraLimiter]] = {}
 
     async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
         request_id = request.headers.get("X-Request-Id") or new_request_id()
@@ -158,15 +161,16 @@ def make_dispatcher(
             route = path if path in routes else "*"
             # Workload routes (/v1) always need an API key: they are not limited per address
             # like Infernet's anonymous routes (an orchestrator polls many jobs from one IP).
-            if (
-                limiter_factory is not None
-                and route not in UNLIMITED_PATHS
-                and not path.startswith("/v1/")
-            ):
+            limit = rate_limit()
+            if limit is not None and route not in UNLIMITED_PATHS and not path.startswith("/v1/"):
                 # One bucket per route and client, as the reference's quart-rate-limiter does.
-                limiter = limiters.get(route)
-                if limiter is None:
-                    limiter = limiters[route] = limiter_factory()
+                entry = limiters.get(route)
+                if entry is None or entry[0] is not limit:
+                    # New route, or a reload: fresh buckets only if the limits really changed.
+                    if entry is None or entry[0] != limit:
+                        entry = (limit, GcraLimiter(limit.num_requests, limit.period))
+                    limiters[route] = entry = (limit, entry[1])
+                limiter = entry[1]
                 verdict = limiter.check(address_text(ip), clock())
                 if not verdict.allowed:
                     raise RateLimited(

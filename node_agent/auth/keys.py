@@ -242,6 +242,16 @@ class ApiKeyAuthority:
         log.info("auth.keys_loaded", count=len(self._keys))
         return True
 
+    def reconfigure(self, config: ApiKeysConfig, key_file: Path | None) -> None:
+        """Apply a reloaded ``api_keys`` section at once; the key file is read again by the
+        next :meth:`reload` (the caller runs it, in a thread)."""
+        file_keys = {k: e for k, e in self._keys.items() if k not in self._config_keys}
+        self.required = config.required
+        self._config_keys = {e.id: e for e in config.keys}
+        self._keys = {**file_keys, **self._config_keys}
+        self._key_file = key_file
+        self._file_stamp = (-1, -1)  # matches no file, present or not: reload() reads it
+
     async def watch(self, interval: float = 5.0) -> None:
         """Run as an owned task: picks up keys created or revoked while the agent runs."""
         while True:

@@ -335,6 +335,8 @@ class Daemon:
         """What components copied at start; the rest read ``self.config``/``ctx.config``."""
         set_log_level(config.log.level)
         self.manager.startup_wait = config.startup_wait
+        if self.workloads is not None:
+            self.workloads.reconfigure(config.workloads)
         keys = self.provider.api_keys
         keys.reconfigure(config.api_keys, default_key_file(config.api_keys, self.state_dir))
         try:

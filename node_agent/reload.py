@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from node_agent.config import Config, ContainerConfig
 from node_agent.containers.admission import Admission, ContainerGate
 from node_agent.containers.ports import assign_ports
+from node_agent.workloads.config import WorkloadsConfig
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -50,6 +51,9 @@ LIVE_SETTINGS = (
     "agent.resources_timeout",
     "redis",  # accepted and ignored
     "forward_stats",  # accepted and ignored
+    # Workload limits, images, registries, callbacks: read per job (switching the feature on
+    # or off needs a restart: routes and recovery are set up at start).
+    *(f"workloads.{name}" for name in WorkloadsConfig.model_fields if name != "enabled"),
 )
 
 

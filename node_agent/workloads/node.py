@@ -94,6 +94,14 @@ class WorkloadNode:
         self.services = InfernetServiceBridge(manager, jobs, client, spawn)
         self.service.listeners.append(self.services.on_change)
 
+    def reconfigure(self, config: WorkloadsConfig) -> None:
+        """A reload: limits, images, registries and callback settings apply to what comes
+        next (a running job keeps the container it was given)."""
+        self.config = config
+        self.service.config = config
+        if self.deliverer is not None:
+            self.deliverer.settings = config.callbacks
+
     def reapply_services(self) -> None:
         if self.services is not None:
             self.services.reapply()

@@ -116,6 +116,12 @@ class ServerConfig(_Model):
     host: str = "0.0.0.0"
     trusted_proxies: tuple[str, ...] = ()
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    # Connection limits: a request head must arrive within header_timeout seconds of its
+    # first byte (JSON 408), an idle keep-alive connection is closed after keepalive_timeout,
+    # and past max_connections a new connection gets a JSON 503 and is closed.
+    header_timeout: float = Field(10.0, gt=0)
+    keepalive_timeout: float = Field(30.0, gt=0)
+    max_connections: int = Field(1000, ge=1)
     rate_limit_enabled: bool = True
     tls: TlsConfig | None = None
 

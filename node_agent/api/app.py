@@ -10,8 +10,9 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
+from node_agent.api.connection import GuardedServer
 from node_agent.api.context import NodeContext
-from node_agent.api.dispatch import JsonErrorServer, Routes, make_dispatcher
+from node_agent.api.dispatch import Routes, make_dispatcher
 from node_agent.api.handlers import Handlers
 from node_agent.api.identity import parse_networks
 from node_agent.auth.middleware import make_auth_check
@@ -66,4 +67,11 @@ def create_server(ctx: NodeContext) -> web.Server:
             message, payload, protocol, writer, task, loop, client_max_size=max_body
         )
 
-    return JsonErrorServer(dispatch, request_factory=make_request, access_log=None)
+    return GuardedServer(
+        dispatch,
+        request_factory=make_request,
+        access_log=None,
+        keepalive_timeout=server.keepalive_timeout,
+        header_timeout=server.header_timeout,
+        max_connections=server.max_connections,
+    )

@@ -155,6 +155,12 @@ def make_dispatcher(
             if ip is None:
                 raise BadRequest("Could not get client IP address")
             request[CLIENT_IP] = ip
+            declared = request.content_length
+            if declared is not None and declared > request.client_max_size:
+                # Refused before a byte of it is read (the connection is closed after).
+                raise PayloadTooLarge(
+                    "Request body too large", {"max_bytes": request.client_max_size}
+                )
             if is_draining() and request.method != "GET":
                 raise ShuttingDown("Node is shutting down", retry_after=5)
             path = request.rel_url.path_safe  # what aiohttp's router matches (%2F kept)
@@ -183,9 +189,11 @@ def make_dispatcher(
             response = await routes.resolve(request.method, path)(request)
         except NodeAgentError as exc:
             response = error_response(exc)
-            if request.content.exception() is not None:
-                # The body broke off (a decoding error): the connection cannot carry another
-                # request, so the client is told not to reuse it.
+            if request.content.exception() is not None or (
+                isinstance(exc, PayloadTooLarge) and not request.content.is_eof()
+            ):
+                # The body broke off (a decoding error) or is refused unread: the connection
+                # cannot carry another request, so the client is told not to reuse it.
                 response.force_close()
         except web.HTTPException as exc:
             response = error_response(map_http_exception(exc, request))

@@ -105,6 +105,7 @@ class Daemon:
         )
         self.store = JobStore(self.state_dir / "jobs.sqlite", durability=config.jobs.durability)
         await self.store.open()
+        self.store.retain(config.jobs.retention_seconds, config.jobs.retention_count)
         self.provider = ProviderServices(config, self.state_dir, **self._provider_options)
         await asyncio.to_thread(self.provider.api_keys.reload)  # keys known before serving
         self.manager = ContainerManager(
@@ -207,6 +208,7 @@ class Daemon:
 
     async def _prune(self) -> None:
         jobs = self.config.jobs
+        self.store.retain(jobs.retention_seconds, jobs.retention_count)  # after a reload too
         removed = await self.store.prune(jobs.retention_seconds, jobs.retention_count)
         if removed:
             log.info("jobs_pruned", removed=removed)

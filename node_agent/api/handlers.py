@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from typing import Any, Literal
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -25,6 +27,7 @@ from node_agent.errors import (
 )
 from node_agent.jobs.guardian import IpAddress
 from node_agent.jobs.model import JobStatus
+from node_agent.jobs.store import IdCursor
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +35,9 @@ JSON_TYPES = ("application/json", "")
 UNTIL = ["all", "any"]  # GET /api/jobs?wait=S&until=…
 PENDING = {"true": True, "false": False}  # anything else: no filter (as the reference)
 BATCH_SLICE = 64  # jobs of a batch taken in per turn of the event loop
+ID_PAGE_DEFAULT = 1000  # GET /api/jobs?limit=…&cursor=…
+ID_PAGE_MAX = 10_000
+ID_STREAM_PAGE = 5000  # ids read and sent at a time by the unpaged listing
 
 
 async def read_json(request: web.BaseRequest, *, force: bool = False) -> Any:
@@ -270,14 +276,16 @@ class Handlers:
             await chunks.aclose()  # on every path: frees the job's slots, ends the job
         return response
 
-    async def get_jobs(self, request: web.BaseRequest) -> web.Response:
+    async def get_jobs(self, request: web.BaseRequest) -> web.StreamResponse:
         ip = request[CLIENT_IP]
         client = self._client(request, ip)
         query = request.query
         ids = query.getall("id", [])
         pending = PENDING.get(query.get("pending", ""))
         if not ids:
-            return json_response(await self.ctx.jobs.store.list_ids(client, pending))
+            if "limit" in query or "cursor" in query:
+                return await self._page_ids(client, pending, query)
+            return await self._stream_ids(request, client, pending)
         wait = _float_arg(query.get("wait"), "wait")
         until_arg = query.get("until", "all")
         if until_arg not in UNTIL:
@@ -296,6 +304,42 @@ class Handlers:
             # it does not need the running ones sent back on every poll.
             jobs = [j for j in jobs if (j.status is JobStatus.RUNNING) is pending]
         return json_response([j.to_wire(intermediate=intermediate) for j in jobs])
+
+    async def _page_ids(self, client: str, pending: bool | None, query: Any) -> web.Response:
+        """``?limit=N[&cursor=C]``: one page of ids and the cursor of the next (an addition)."""
+        limit = _int_arg(query.get("limit"), "limit", default=ID_PAGE_DEFAULT, top=ID_PAGE_MAX)
+        after = _decode_cursor(query.get("cursor"))
+        ids, following = await self.ctx.jobs.store.page_ids(client, pending, limit, after)
+        cursor = _encode_cursor(following) if following is not None else None
+        return json_response({"ids": ids, "next_cursor": cursor})
+
+    async def _stream_ids(
+        self, request: web.BaseRequest, client: str, pending: bool | None
+    ) -> web.StreamResponse:
+        """Infernet's unpaged id listing, sent a page at a time: a long history costs the
+        node one page of memory, not the whole answer."""
+        store = self.ctx.jobs.store
+        running = await store.list_ids(client, True) if pending is not False else []
+        if pending is True:
+            return json_response(running)  # few: bounded by admission
+        ids, following = await store.page_ids(client, False, ID_STREAM_PAGE)
+        if following is None:
+            return json_response(running + ids)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        first = True
+        page: list[str] = running + ids
+        while True:
+            if page:
+                chunk = orjson.dumps(page)[1:-1]
+                await response.write((b"[" if first else b",") + chunk)
+                first = False
+            if following is None:
+                break
+            page, following = await store.page_ids(client, False, ID_STREAM_PAGE, following)
+        await response.write(b"]" if not first else b"[]")
+        await response.write_eof()
+        return response
 
     async def put_status(self, request: web.BaseRequest) -> web.Response:
         ip = request[CLIENT_IP]
@@ -327,6 +371,37 @@ def _unauthorized() -> NodeAgentError:
     from node_agent.errors import Forbidden
 
     return Forbidden("Unauthorized")
+
+
+def _int_arg(value: str | None, name: str, *, default: int, top: int) -> int:
+    if value is None:
+        return default
+    try:
+        parsed = int(value)
+    except ValueError:
+        parsed = 0
+    if not 1 <= parsed <= top:
+        raise BadRequest("Invalid query parameter", {"param": name, "value": value, "max": top})
+    return parsed
+
+
+def _encode_cursor(cursor: IdCursor) -> str:
+    return base64.urlsafe_b64encode(f"{cursor[0]!r}/{cursor[1]}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(value: str | None) -> IdCursor | None:
+    """An opaque cursor from a previous page; anything else is the client's error."""
+    if value is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(value.encode("ascii") + b"=" * (-len(value) % 4))
+        at, rowid = raw.decode().split("/")
+        cursor = (float(at), int(rowid))
+    except (ValueError, UnicodeError):
+        raise BadRequest("Invalid query parameter", {"param": "cursor"}) from None
+    if cursor[0] != cursor[0]:  # NaN
+        raise BadRequest("Invalid query parameter", {"param": "cursor"})
+    return cursor
 
 
 def _float_arg(value: str | None, name: str) -> float:

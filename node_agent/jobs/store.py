@@ -93,6 +93,20 @@ _STATE_UPDATES = {
 PRUNE_CHUNK = 5_000
 # How long a job's new state may wait for a commit it can share (see JobStore._submit).
 STATE_DELAY = 0.002
+# WAL bytes kept after a checkpoint resets it; an idle store truncates it to nothing.
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
+# Seconds without a commit after which the checkpointer truncates the WAL.
+IDLE_TRUNCATE_AFTER = 5.0
+# Free pages kept for new rows after retention (the rest go back with incremental_vacuum).
+FREE_PAGES_KEPT = 2048
+PAGES_RELEASED_PER_PASS = 2048
+
+
+def retention_slack(max_count: int) -> int:
+    """How far past ``retention_count`` the table may grow before retention runs: 1 % of
+    it, at least 1,000 rows (plus what arrives during one pass, milliseconds of jobs)."""
+    return max(1000, max_count // 100)
+
 
 _COLUMNS = (
     "id, client, status, containers, results, data, requires_proof, stream, created_at, updated_at"
@@ -152,6 +166,10 @@ def _job(row: Sequence[Any]) -> Job:
         created_at=row[8],
         updated_at=row[9],
     )
+
+
+# Where a page of a client's id listing ends: (created_at, rowid) of its last job.
+IdCursor = tuple[float, int]
 
 
 class JobRecord(Protocol):
@@ -261,11 +279,18 @@ class _Writer(threading.Thread):
         self.last_error = ""
         # Test seam: raised in the writer thread before its next batch (kills the thread).
         self.fault: BaseException | None = None
+        self.checkpointer: _Checkpointer | None = None
 
     def run(self) -> None:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+            # Freed pages go back to the file system in small steps after retention
+            # (incremental_vacuum); only a new, empty database can take this setting, an
+            # older one keeps reusing its free pages instead.
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
+            # The WAL shrinks back to this size whenever it restarts from its beginning.
+            conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             conn.execute(f"PRAGMA synchronous={self.durability.upper()}")
             conn.execute("PRAGMA busy_timeout=5000")
             # Checkpoints (which fsync) run on their own thread, never inside a commit that a
@@ -276,7 +301,7 @@ class _Writer(threading.Thread):
             self.ready.set_exception(StoreError(f"cannot open job store {self.path}: {exc}"))
             return
         self.ready.set_result(None)
-        checkpointer = _Checkpointer(self.path)
+        checkpointer = self.checkpointer = _Checkpointer(self.path, commits=lambda: self.batches)
         checkpointer.start()
         try:
             self._loop(conn)
@@ -460,11 +485,15 @@ class _Checkpointer(threading.Thread):
     """Copies the WAL back into the database every ``interval`` seconds (PASSIVE: it never
     blocks the writer), so the WAL stays small without stalling commits."""
 
-    def __init__(self, path: Path, interval: float = 0.5) -> None:
+    def __init__(
+        self, path: Path, interval: float = 0.5, commits: Callable[[], int] = lambda: 0
+    ) -> None:
         super().__init__(name="job-store-checkpoint", daemon=True)
         self.path = path
         self.interval = interval
+        self.commits = commits  # the writer's commit count: unchanged means idle
         self.stop = threading.Event()
+        self.truncations = 0
 
     def run(self) -> None:
         try:
@@ -472,10 +501,21 @@ class _Checkpointer(threading.Thread):
         except sqlite3.Error as exc:
             log.error("job_store_checkpointer_failed", error=str(exc))
             return
+        last_commits, idle_since, truncated = self.commits(), time.monotonic(), False
         try:
             while not self.stop.wait(self.interval):
+                commits, now = self.commits(), time.monotonic()
+                if commits != last_commits:
+                    last_commits, idle_since, truncated = commits, now, False
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    if not truncated and now - idle_since >= IDLE_TRUNCATE_AFTER:
+                        # Idle: give the WAL's space back (a busy store keeps it, bounded
+                        # by journal_size_limit, instead of re-growing it every second).
+                        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                        truncated = not busy
+                        self.truncations += truncated
+                    else:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error as exc:
                     log.warning("job_store_checkpoint_failed", error=str(exc))
         finally:
@@ -502,6 +542,11 @@ class JobStore:
         self._final_waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self._outbox: list[_Op] = []
         self._abandoned: set[str] = set()  # jobs whose creation failed (see forget)
+        # Retention by count between the periodic passes (see retain).
+        self._retention: tuple[float, int] | None = None
+        self._prune_every = 0  # new rows after which a pass runs (0: never by count)
+        self._since_prune = 0
+        self._pruning: asyncio.Task[int] | None = None
         self._state_timer: asyncio.TimerHandle | None = None  # the queued states' hand-off
         self._closed = False
 
@@ -517,6 +562,10 @@ class JobStore:
         if self._closed:
             return
         self._closed = True
+        if self._pruning is not None:
+            self._pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pruning
         if self._state_timer is not None:
             self._state_timer.cancel()
             self._state_timer = None
@@ -615,6 +664,7 @@ class JobStore:
         job.created_at = job.created_at or now
         job.updated_at = now
         row = _row(job)  # first: a job that cannot be written is never seen as running
+        self._count_new_row()
         if live:
             self._live[job.id] = job
         loop = self._writer.loop or asyncio.get_running_loop()
@@ -651,6 +701,7 @@ class JobStore:
             self._submit(_Op(state=_state(job)))
         else:
             self._submit(_Op(write=_row(job)))
+            self._count_new_row()
         if job.final:
             self._live.pop(job.id, None)
             self._remember(job)
@@ -714,6 +765,28 @@ class JobStore:
 
         return await self._query(query)
 
+    async def page_ids(
+        self, client: str, pending: bool | None, limit: int, after: IdCursor | None = None
+    ) -> tuple[list[str], IdCursor | None]:
+        """Up to ``limit`` of ``client``'s job ids in creation order after ``after``, and the
+        cursor of the next page (``None`` when this one is the last). Walks the client's
+        index from the cursor, so a page costs the same wherever it is in a long history."""
+        status = {None: "", True: " AND status = 'running'", False: " AND status != 'running'"}
+        sql = (
+            "SELECT id, created_at, rowid FROM jobs INDEXED BY jobs_of_client WHERE client = ?"
+            " AND created_at >= ? AND (created_at > ? OR rowid > ?)"
+            f"{status[pending]} ORDER BY created_at, rowid LIMIT ?"
+        )
+        at, rowid = after if after is not None else (float("-inf"), 0)
+
+        def query(conn: sqlite3.Connection) -> list[tuple[str, float, int]]:
+            return conn.execute(sql, (client, at, at, rowid, limit + 1)).fetchall()
+
+        rows = await self._query(query)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [r[0] for r in rows], ((rows[-1][1], rows[-1][2]) if more else None)
+
     async def wait_final(
         self, job_ids: Sequence[str], timeout: float, *, until: Literal["all", "any"] = "all"
     ) -> None:
@@ -759,6 +832,41 @@ class JobStore:
 
     # --- recovery and retention --------------------------------------------------------------
 
+    def retain(self, max_age: float, max_count: int) -> None:
+        """Keep at most ``max_count`` finished jobs (plus ``retention_slack``) at all times:
+        a pass runs whenever that many new rows arrived since the last one, not just when
+        the periodic pass (for ``max_age``) comes round."""
+        self._retention = (max_age, max_count)
+        self._prune_every = retention_slack(max_count)
+
+    def _count_new_row(self) -> None:
+        self._since_prune += 1
+        if self._prune_every and self._since_prune >= self._prune_every:
+            self._prune_soon()
+
+    def _prune_soon(self) -> None:
+        if self._pruning is not None or self._retention is None or self._closed:
+            return
+        if self._writer.failure is not None or self._writer.loop is None:
+            return
+        max_age, max_count = self._retention
+        self._pruning = self._writer.loop.create_task(
+            self.prune(max_age, max_count), name="job-retention-by-count"
+        )
+        self._pruning.add_done_callback(self._pruned)
+
+    def _pruned(self, task: asyncio.Task[int]) -> None:
+        self._pruning = None
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.warning("job_retention_failed", error=repr(exc)[:300])
+        elif task.result():
+            log.info("jobs_pruned", removed=task.result(), trigger="count")
+        if self._prune_every and self._since_prune >= self._prune_every:
+            self._prune_soon()  # more arrived during the pass
+
     async def interrupted_jobs(self) -> list[Job]:
         """Jobs left ``running`` by the previous process (it crashed or was killed)."""
         return await self._query(
@@ -794,6 +902,7 @@ class JobStore:
         load is ~360,000 rows, ~0.4 s of deleting). A clock that jumped back only delays the
         removal of the rows created after the jump."""
         cutoff = self._clock() - max_age
+        self._since_prune = 0
 
         def last_to_drop(conn: sqlite3.Connection) -> int:
             """The highest rowid whose finished job goes (0: none)."""
@@ -824,29 +933,49 @@ class JobStore:
 
         last = await self._query(last_to_drop)
 
-        def drop_chunk(conn: sqlite3.Connection) -> int:
-            return int(
-                conn.execute(
+        def drop_chunk(conn: sqlite3.Connection) -> list[str]:
+            return [
+                r[0]
+                for r in conn.execute(
                     "DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs"
-                    " WHERE rowid <= ? AND status != 'running' ORDER BY rowid LIMIT ?)",
+                    " WHERE rowid <= ? AND status != 'running' ORDER BY rowid LIMIT ?)"
+                    " RETURNING id",
                     (last, PRUNE_CHUNK),
-                ).rowcount
-            )
+                )
+            ]
 
         removed = 0
         while last > 0:
             dropped = await self._query(drop_chunk)
-            removed += dropped
-            if dropped < PRUNE_CHUNK:
+            removed += len(dropped)
+            recent = self._recent
+            for job_id in dropped:  # a deleted job is not readable from memory either
+                recent.pop(job_id, None)
+            if len(dropped) < PRUNE_CHUNK:
                 break
         if removed:
-            for job_id in [i for i, entry in self._recent.items() if entry[2] < cutoff]:
-                self._recent.pop(job_id, None)
+            await self._query(_release_free_pages)
         return removed
 
     @property
     def commit_batches(self) -> int:
         return self._writer.batches
+
+
+def _release_free_pages(conn: sqlite3.Connection) -> int:
+    """Give the file system back free pages beyond ``FREE_PAGES_KEPT`` (databases created
+    with auto_vacuum=INCREMENTAL; older ones reuse them for new rows instead)."""
+    (auto_vacuum,) = conn.execute("PRAGMA auto_vacuum").fetchone()
+    (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+    if auto_vacuum != 2 or free <= 2 * FREE_PAGES_KEPT:
+        return 0
+    # One page per statement: Python's sqlite3 steps a pragma that returns no rows once,
+    # and each step frees one page (~8 µs). At most PAGES_RELEASED_PER_PASS, so the commits
+    # queued behind this batch wait a few ms at most; the next pass takes more.
+    count = min(int(free) - FREE_PAGES_KEPT, PAGES_RELEASED_PER_PASS)
+    for _ in range(count):
+        conn.execute("PRAGMA incremental_vacuum(1)")
+    return count
 
 
 def _select_ids(conn: sqlite3.Connection, client: str, ids: Sequence[str]) -> list[Job]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -279,8 +280,9 @@ async def test_retention_deletes_in_chunks_of_one_batch_each(
         await store.create(job, live=False)
     batches = store.commit_batches
     assert await store.prune(max_age=1e9, max_count=2) == 8
-    # One batch to find the rows, then 3 + 3 + 2: new jobs' commits can go in between.
-    assert store.commit_batches - batches == 4
+    # One batch to find the rows, then 3 + 3 + 2 (new jobs' commits can go in between),
+    # then one to give free pages back.
+    assert store.commit_batches - batches == 5
     assert await store.list_ids("c", pending=None) == ["k8", "k9"]
     await store.close()
 
@@ -460,3 +462,96 @@ async def test_a_failed_commit_retries_the_states_it_held(tmp_path: Path) -> Non
     await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT status FROM jobs").fetchall() == [("success",)]
+
+
+def wal_size(path: Path) -> int:
+    return os.path.getsize(f"{path}-wal")
+
+
+def row_count(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+
+
+async def test_retention_by_count_runs_as_rows_arrive_and_the_cache_forgets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past retention_count + slack a pass runs at once (not once a minute), and the jobs it
+    deletes are no longer readable from the in-memory result cache."""
+    monkeypatch.setattr(store_module, "retention_slack", lambda max_count: 10)
+    path = tmp_path / "jobs.sqlite"
+    store = JobStore(path)
+    await store.open()
+    store.retain(1e9, 50)
+    highest = 0
+    for i in range(300):
+        job = Job(id=f"r{i:03}", client="c", containers=["a"])
+        await store.create(job)
+        job.results.append(ContainerResult("a", output={"i": i}))
+        job.status = JobStatus.SUCCESS
+        store.save(job)  # cached as a recent result
+        if i % 10 == 9:
+            await store.flush()
+            highest = max(highest, row_count(path))
+    await wait_until(lambda: store._pruning is None)
+    await store.flush()
+    assert 50 <= row_count(path) <= 60
+    assert highest <= 50 + 10 + 10  # the slack, plus what came during one pass
+    assert await store.get_many("c", ["r000", "r100"]) == []  # deleted: not from the cache
+    [kept] = await store.get_many("c", ["r299"])
+    assert kept.status is JobStatus.SUCCESS
+    await store.close()
+
+
+async def test_id_pages_follow_creation_order_with_a_cursor(tmp_path: Path) -> None:
+    now = [1000.0]
+    store = JobStore(tmp_path / "jobs.sqlite", clock=lambda: now[0])
+    await store.open()
+    for i in range(25):
+        if i % 5 == 0:
+            now[0] += 1  # several jobs share a created_at: the cursor still splits them
+        status = JobStatus.RUNNING if i % 4 == 0 else JobStatus.SUCCESS
+        await store.create(Job(id=f"p{i:02}", client="c", containers=["a"], status=status))
+    await store.create(Job(id="other", client="d", containers=["a"]))
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        ids, cursor = await store.page_ids("c", None, 10, cursor)
+        pages.append(ids)
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert [i for page in pages for i in page] == [f"p{i:02}" for i in range(25)]
+    running, _ = await store.page_ids("c", True, 100)
+    assert running == [f"p{i:02}" for i in range(0, 25, 4)]
+    finished, _ = await store.page_ids("c", False, 100)
+    assert len(finished) == 25 - len(running)
+    await store.close()
+
+
+async def test_an_idle_store_truncates_its_wal_and_gives_free_pages_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "IDLE_TRUNCATE_AFTER", 0.2)
+    monkeypatch.setattr(store_module, "FREE_PAGES_KEPT", 8)
+    path = tmp_path / "jobs.sqlite"
+    store = JobStore(path)
+    await store.open()
+    blob = "x" * 2000
+    for i in range(500):
+        await store.create(
+            Job(
+                id=f"w{i}", client="c", containers=["a"], data={"b": blob}, status=JobStatus.SUCCESS
+            ),
+            live=False,
+        )
+    assert wal_size(path) > 0
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)  # incremental
+        pages_before = conn.execute("PRAGMA page_count").fetchone()[0]
+    assert await store.prune(max_age=1e9, max_count=100) == 400
+    await wait_until(lambda: wal_size(path) == 0)  # truncated once idle
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA freelist_count").fetchone()[0] <= 8
+        assert conn.execute("PRAGMA page_count").fetchone()[0] < pages_before / 2
+    await store.close()

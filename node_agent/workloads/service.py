@@ -144,6 +144,8 @@ class WorkloadService:
         # Called after every stored status change (the outbox deliverer, the grid reporter).
         self.listeners: list[Callable[[Workload], None]] = []
         self.finished: collections.Counter[str] = collections.Counter()
+        # image -> (lock, jobs using it): pulls of one image happen one at a time.
+        self._pull_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         # Parsed drafts of queued jobs (the scheduler reads them on every pass).
         self._drafts: dict[str, Draft] = {}
         # Replaced on every change; waiters (a live log of a queued job) hold the current one.
@@ -561,6 +563,9 @@ class WorkloadService:
                 await self._release(active)
 
     async def _prepare_image(self, active: Active) -> None:
+        """One pull per image at a time: jobs that need the same image wait for the first
+        pull and then find it present (a multi-GB image is fetched once; and concurrent pulls
+        of one failing reference are much slower in the engine than one after another)."""
         job = active.job
         image = job.draft["image"]
         if self.config.pull_policy != "always" and await asyncio.to_thread(
@@ -568,6 +573,33 @@ class WorkloadService:
         ):
             return
         await self._transition(job, WorkloadStatus.PULLING)
+        lock, users = self._pull_locks.get(image, (asyncio.Lock(), 0))
+        self._pull_locks[image] = (lock, users + 1)
+        try:
+            acquire = asyncio.ensure_future(lock.acquire())
+            cancelled = asyncio.ensure_future(active.cancelled.wait())
+            await asyncio.wait({acquire, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+            cancelled.cancel()
+            if not acquire.done() or acquire.cancelled():
+                acquire.cancel()
+                raise PullCancelled
+            try:
+                if self.config.pull_policy != "always" and await asyncio.to_thread(
+                    self.docker.image_present, image
+                ):
+                    return  # pulled by the job ahead of this one
+                await self._pull(active, image)
+            finally:
+                lock.release()
+        finally:
+            lock, users = self._pull_locks[image]
+            if users <= 1:
+                del self._pull_locks[image]
+            else:
+                self._pull_locks[image] = (lock, users - 1)
+
+    async def _pull(self, active: Active, image: str) -> None:
+        job = active.job
         loop = asyncio.get_running_loop()
         creds = self.config.registries.get(registry_host(image))
         auth = (

@@ -225,6 +225,13 @@ async def test_missing_image_fails_with_the_reason(
     final = await wait_status(http, url, alice, job["job_id"], FINAL)
     assert final["status"] == "failed"
     assert "could not be pulled" in final["error"]
+    # Jobs sharing an image share its pull (one at a time): each still ends with the reason.
+    image = {**draft("true"), "image": "127.0.0.1:9/node-agent/missing:2"}
+    jobs = [await submit(http, url, alice, image) for _ in range(4)]
+    for each in jobs:
+        final = await wait_status(http, url, alice, each["job_id"], FINAL)
+        assert final["status"] == "failed" and "could not be pulled" in final["error"]
+    assert not node[0].workloads.service._pull_locks  # nothing left behind
 
 
 # --- callbacks --------------------------------------------------------------------------------

@@ -8,7 +8,6 @@
 #
 # Idempotent and fast when nothing changed: npm runs only when the lock file differs from the
 # one the current node_modules was installed from. Set CHAIN_TOOLS_FORCE=1 to reinstall.
-set -euo pipefail
 
 _chain_tools_main() {
     local repo_root contracts stamp lock_hash platform_dir tool path
@@ -40,9 +39,25 @@ _chain_tools_main() {
 }
 
 if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
-    # Sourced: keep the caller's shell options, export into it.
+    # Sourced: export into the caller and give it back its own shell options exactly (turning
+    # errexit off here once let every later lint failure of scripts/test.sh pass unnoticed).
+    # (Read from $- and shopt, not "$(set +o)": a command substitution drops errexit.)
+    _chain_tools_options=""
+    [[ $- == *e* ]] && _chain_tools_options+=" -e"
+    [[ $- == *u* ]] && _chain_tools_options+=" -u"
+    shopt -qo pipefail && _chain_tools_options+=" -o pipefail"
     set +eu +o pipefail
     _chain_tools_main >/dev/null
+    _chain_tools_status=$?
+    # shellcheck disable=SC2086
+    [[ -n "$_chain_tools_options" ]] && set $_chain_tools_options
+    unset _chain_tools_options
+    if [[ $_chain_tools_status -ne 0 ]]; then
+        echo "setup-chain-tools: failed (status $_chain_tools_status)" >&2
+        return "$_chain_tools_status"
+    fi
+    unset _chain_tools_status
 else
+    set -euo pipefail
     _chain_tools_main
 fi

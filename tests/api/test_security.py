@@ -130,9 +130,7 @@ async def test_protect_info_puts_node_details_behind_a_key(
     protect: bool,
 ) -> None:
     reader = make_key("jobs:read")
-    raw = unmanaged_config(
-        services, api_keys={"keys": [reader.entry()], "protect_info": protect}
-    )
+    raw = unmanaged_config(services, api_keys={"keys": [reader.entry()], "protect_info": protect})
     async with running_agent(raw, tmp_path / "state") as (_, url):
         for path in ("/info", "/resources", "/metrics"):
             async with http.get(url + path) as resp:

@@ -7,7 +7,7 @@ import re
 import stat
 from pathlib import Path
 
-from node_agent.config import AgentConfig
+from node_agent.config import AgentConfig, ServerConfig
 from tests.systemd.unitfile import (
     EXEC_START,
     SYSUSERS,
@@ -119,6 +119,9 @@ def test_service_settings_the_agent_relies_on() -> None:
     assert credentials == ["wallet-key", "orchestrator-key", "api-keys"]
     # The watchdog must leave room for pings at half the interval.
     assert seconds(values(text, "Service", "WatchdogSec")[0]) >= 10
+    # Room for server.max_connections (default 1000) above the agent's own descriptors.
+    max_connections = ServerConfig.model_fields["max_connections"].default
+    assert int(values(text, "Service", "LimitNOFILE")[0]) >= 4 * max_connections
 
 
 def test_stop_timeout_covers_the_drain() -> None:

@@ -251,20 +251,19 @@ class WorkloadStore:
             setattr(job, key, bool(value) if key == "cancel_requested" else value)
 
     async def get(self, job_id: str) -> Workload | None:
-        def read(db: sqlite3.Connection) -> Workload | None:
-            row = db.execute(
-                f"SELECT {COLUMNS} FROM workloads WHERE id = ?",
-                (job_id,),
-            ).fetchone()
-            return _row_to_workload(row) if row else None
-
-        return await self._call(read)
+        return await self._one("id", job_id)
 
     async def by_grid_id(self, grid_job_id: str) -> Workload | None:
+        """A pulled job by the orchestrator's id (unique: a job is never taken twice)."""
+        return await self._one("grid_job_id", grid_job_id)
+
+    async def _one(self, column: str, value: str) -> Workload | None:
+        assert column in ("id", "grid_job_id")  # both have a unique index
+
         def read(db: sqlite3.Connection) -> Workload | None:
             row = db.execute(
-                f"SELECT {COLUMNS} FROM workloads WHERE grid_job_id = ?",
-                (grid_job_id,),
+                f"SELECT {COLUMNS} FROM workloads WHERE {column} = ?",
+                (value,),
             ).fetchone()
             return _row_to_workload(row) if row else None
 

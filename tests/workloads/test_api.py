@@ -22,28 +22,11 @@ from tests.workloads.support import (
     Key,
     draft,
     eventually,
-    make_key,
     node_config,
     wait_status,
 )
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def keys() -> dict[str, Key]:
-    return {
-        "alice": make_key(),
-        "bob": make_key(),
-        "writer": make_key("jobs:write"),
-        "reader": make_key("jobs:read"),
-    }
-
-
-@pytest.fixture
-async def node(keys: dict[str, Key], tmp_path: Path) -> AsyncIterator[tuple[Daemon, str]]:
-    async with running_agent(node_config(list(keys.values())), tmp_path / "state") as running:
-        yield running
 
 
 async def submit(

@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import aiohttp
 import pytest
 
 from node_agent.daemon import Daemon
-from tests.support.agent import running_agent
-from tests.workloads.support import FINAL, Key, draft, make_key, node_config, wait_status
+from tests.workloads.support import FINAL, Key, draft, wait_status
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def keys() -> dict[str, Key]:
-    return {
-        "alice": make_key(),
-        "bob": make_key(),
-        "writer": make_key("jobs:write"),
-        "reader": make_key("jobs:read"),
-    }
-
-
-@pytest.fixture
-async def node(keys: dict[str, Key], tmp_path: Path) -> AsyncIterator[tuple[Daemon, str]]:
-    async with running_agent(node_config(list(keys.values())), tmp_path / "state") as running:
-        yield running
 
 
 async def test_batch_job_runs_to_completion_with_exit_code_and_logs(

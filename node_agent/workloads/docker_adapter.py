@@ -46,6 +46,8 @@ class Found:
     running: bool
     exit_code: int | None
     labels: Mapping[str, str]
+    # Created but never started: nothing of the job ran (the agent stopped in between).
+    never_started: bool = False
 
 
 def registry_host(image: str) -> str:
@@ -211,7 +213,16 @@ class WorkloadDocker:
             exit_code = None
             if not running:
                 exit_code = self.exit_code(c["Id"])[1]
-            found.append(Found(labels[LABEL_WORKLOAD], c["Id"], running, exit_code, labels))
+            found.append(
+                Found(
+                    labels[LABEL_WORKLOAD],
+                    c["Id"],
+                    running,
+                    exit_code,
+                    labels,
+                    never_started=c.get("State") == "created",
+                )
+            )
         return found
 
 

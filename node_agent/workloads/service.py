@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import fnmatch
+import functools
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -60,6 +62,8 @@ from node_agent.workloads.store import WorkloadStore
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+
+DOCKER_THREADS = 8
 
 
 class Unplaceable(NodeAgentError):
@@ -144,6 +148,9 @@ class WorkloadService:
         # Called after every stored status change (the outbox deliverer, the grid reporter).
         self.listeners: list[Callable[[Workload], None]] = []
         self.finished: collections.Counter[str] = collections.Counter()
+        self._docker_pool = concurrent.futures.ThreadPoolExecutor(
+            DOCKER_THREADS, thread_name_prefix="workloads-docker"
+        )
         # image -> (lock, jobs using it): pulls of one image happen one at a time.
         self._pull_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         # Parsed drafts of queued jobs (the scheduler reads them on every pass).
@@ -172,7 +179,14 @@ class WorkloadService:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.tasks.cancel_all()
-        await asyncio.to_thread(self.docker.close)
+        await self._in_docker(self.docker.close)
+        self._docker_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_docker(self, fn: Callable[..., T], *args: Any) -> T:
+        """Docker calls get threads of their own: an engine that hangs stalls workloads only,
+        never the shared executor the rest of the node uses."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._docker_pool, functools.partial(fn, *args))
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -356,7 +370,7 @@ class WorkloadService:
 
     async def _stop_container(self, job: Workload) -> None:
         assert job.container_id is not None
-        await asyncio.to_thread(self.docker.stop, job.container_id, self.config.stop_grace)
+        await self._in_docker(self.docker.stop, job.container_id, self.config.stop_grace)
 
     def estimate(self, body: Any) -> dict[str, Any]:
         draft = parse_draft(body)
@@ -532,16 +546,16 @@ class WorkloadService:
                 return
             await self._transition(job, WorkloadStatus.STARTING, gpus=gpus)
             spec = container_spec(job, tuple(g["uuid"] for g in gpus), self.config, self.node_tag)
-            container_id = await asyncio.to_thread(self.docker.create, spec)
+            container_id = await self._in_docker(self.docker.create, spec)
             await self.store.update(job, container_id=container_id)
             if active.cancelled.is_set():
                 await self._finish(job, exit_code=None)
                 return
-            stream = await asyncio.to_thread(self.docker.attach, container_id)
+            stream = await self._in_docker(self.docker.attach, container_id)
             try:
-                ports = await asyncio.to_thread(self.docker.start, container_id)
+                ports = await self._in_docker(self.docker.start, container_id)
             except BaseException:
-                await asyncio.to_thread(_close, stream)
+                await self._in_docker(_close, stream)
                 raise
             if active.cancelled.is_set():  # a cancel that came while it was being started
                 self.tasks.spawn(self._stop_container(job), name=f"workload-stop-{job.id}")
@@ -568,7 +582,7 @@ class WorkloadService:
         of one failing reference are much slower in the engine than one after another)."""
         job = active.job
         image = job.draft["image"]
-        if self.config.pull_policy != "always" and await asyncio.to_thread(
+        if self.config.pull_policy != "always" and await self._in_docker(
             self.docker.image_present, image
         ):
             return
@@ -584,7 +598,7 @@ class WorkloadService:
                 acquire.cancel()
                 raise PullCancelled
             try:
-                if self.config.pull_policy != "always" and await asyncio.to_thread(
+                if self.config.pull_policy != "always" and await self._in_docker(
                     self.docker.image_present, image
                 ):
                     return  # pulled by the job ahead of this one
@@ -677,7 +691,7 @@ class WorkloadService:
         except TimeoutError:
             timed_out = float(limit) if limit is not None else None
             log.info("workload_max_runtime", job_id=job.id, limit=limit)
-            await asyncio.to_thread(self.docker.stop, container_id, self.config.stop_grace)
+            await self._in_docker(self.docker.stop, container_id, self.config.stop_grace)
             exit_code = await exited
         except asyncio.CancelledError:
             exited.add_done_callback(_consume)
@@ -696,7 +710,7 @@ class WorkloadService:
         self._active.pop(job.id, None)
         if job.container_id is not None and job.status.final:
             try:
-                await asyncio.to_thread(self.docker.remove, job.container_id)
+                await self._in_docker(self.docker.remove, job.container_id)
             except Exception as exc:
                 log.warning("workload_remove_failed", job_id=job.id, error=repr(exc)[:200])
         self._wake.set()
@@ -708,23 +722,34 @@ class WorkloadService:
         found: dict[str, Found] = {}
         try:
             found = {
-                f.job_id: f for f in await asyncio.to_thread(self.docker.find_all, self.node_tag)
+                f.job_id: f for f in await self._in_docker(self.docker.find_all, self.node_tag)
             }
         except Exception as exc:
             log.error("workloads_docker_unavailable", error=repr(exc)[:300])
         known = {j.id for j in jobs}
         for job in jobs:
             container = found.get(job.id)
+            if container is not None and container.never_started:
+                # Created, then the agent stopped before starting it: nothing ran.
+                await self._in_docker(self.docker.remove, container.container_id)
+                found.pop(job.id)
+                container = None
             if container is not None:
                 job.container_id = container.container_id
                 await self._resume(job, container)
-            elif job.status is WorkloadStatus.QUEUED or job.status is WorkloadStatus.PULLING:
+            elif job.status in (
+                WorkloadStatus.QUEUED,
+                WorkloadStatus.PULLING,
+                WorkloadStatus.STARTING,
+            ):
                 if job.cancel_requested:
                     await self._finish(job, exit_code=None)
                 else:
-                    # Nothing was started yet: back in the queue, in the same order.
-                    await self.store.update(job, progress=None)
-                    job.status = WorkloadStatus.QUEUED
+                    # Nothing of it ran: back in the queue, in the same order. The one place a
+                    # status moves back, written directly (a transition only moves forward).
+                    await self.store.update(
+                        job, WorkloadStatus.QUEUED, progress=None, container_id=None, gpus=[]
+                    )
                     self._queue.append(job)
             else:
                 await self._finish(
@@ -734,7 +759,7 @@ class WorkloadService:
                 )
         for job_id, container in found.items():
             if job_id not in known:  # finished and recorded, but not removed yet
-                await asyncio.to_thread(self.docker.remove, container.container_id)
+                await self._in_docker(self.docker.remove, container.container_id)
         log.info("workloads_recovered", open=len(jobs), queued=len(self._queue))
         self._wake.set()
 
@@ -745,26 +770,14 @@ class WorkloadService:
         active = self._active[job.id] = Active(job)
         if job.cancel_requested:
             active.cancel()
-        if not container.running and job.status is not WorkloadStatus.RUNNING:
-            # Created but never started (the agent died in between): nothing ran.
-            active.task = self.tasks.spawn(
-                self._settle(active, None, "the node stopped before the job started"),
-                name=f"workload-{job.id}",
-            )
-            return
         if job.status is not WorkloadStatus.RUNNING:
+            # Started (maybe even ended) before the agent could record it: follow it now.
             await self._transition(job, WorkloadStatus.RUNNING, started_at=self.clock())
         log.info("workload_reattached", job_id=job.id, running=container.running)
         self._notify(job)  # listeners learn of it again (e.g. serve it as a container)
         if job.cancel_requested and container.running:
             self.tasks.spawn(self._stop_container(job), name=f"workload-stop-{job.id}")
         active.task = self.tasks.spawn(self._reattach(active), name=f"workload-{job.id}")
-
-    async def _settle(self, active: Active, exit_code: int | None, error: str | None) -> None:
-        try:
-            await self._finish(active.job, exit_code=exit_code, error=error)
-        finally:
-            await self._release(active)
 
     async def _reattach(self, active: Active) -> None:
         job = active.job
@@ -774,7 +787,7 @@ class WorkloadService:
             raise
         except Exception as exc:
             log.warning("workload_reattach_failed", job_id=job.id, error=repr(exc)[:300])
-            running, code = await asyncio.to_thread(self.docker.exit_code, job.container_id or "")
+            running, code = await self._in_docker(self.docker.exit_code, job.container_id or "")
             await self._finish(job, exit_code=code, error=None if not running else repr(exc))
         finally:
             if not self.draining or job.status.final:

@@ -60,6 +60,7 @@ async def test_scopes_and_keys(
         assert r.status == 403
     async with http.get(f"{url}/v1/jobs", headers={"Authorization": "Bearer na_nope"}) as r:
         assert r.status == 401 and r.content_type == "application/json"
+    await wait_status(http, url, keys["writer"], job["job_id"], FINAL)  # leaves nothing behind
 
 
 @pytest.mark.parametrize(

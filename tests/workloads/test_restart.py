@@ -125,3 +125,49 @@ async def test_kill_9_then_restart_reattaches_and_reports_the_true_exit_code(
         if agent.returncode is None:
             agent.send_signal(signal.SIGTERM)
             await asyncio.wait_for(agent.wait(), 60)
+
+
+async def test_a_container_created_but_never_started_is_requeued_not_failed(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """The agent stopped between creating a job's container and starting it: nothing ran, so
+    the next start removes that container and runs the job from the queue."""
+    from node_agent.workloads.config import WorkloadsConfig
+    from node_agent.workloads.model import Workload, WorkloadStatus, parse_draft
+    from node_agent.workloads.node import node_tag
+    from node_agent.workloads.spec import container_spec
+    from node_agent.workloads.store import WorkloadStore
+    from tests.support.agent import running_agent
+
+    key = make_key()
+    state = tmp_path / "state"
+    store = WorkloadStore(state / "workloads.sqlite")
+    await store.open()
+    job = Workload(
+        id="01a20000-0000-7000-8000-00000000beef",
+        owner=f"key:{key.key_id}",
+        draft=parse_draft(draft("echo ran; exit 0")).stored(),
+        status=WorkloadStatus.QUEUED,
+        created_at=time.time(),
+        updated_at=time.time(),
+    )
+    await store.create(job)
+    client = docker.from_env()
+    created = client.containers.create(
+        **container_spec(job, (), WorkloadsConfig(), node_tag(state))
+    )
+    await store.update(job, WorkloadStatus.STARTING, container_id=created.id)
+    await store.close()
+    try:
+        async with running_agent(node_config([key]), state) as (_, url):
+            final = await wait_status(http, url, key, job.id, FINAL)
+            assert final["status"] == "succeeded" and final["exit_code"] == 0
+            async with http.get(f"{url}/v1/jobs/{job.id}/runtime", headers=key.headers) as r:
+                assert (await r.json())["log_tail"] == "ran\n"
+        with pytest.raises(docker.errors.NotFound):
+            client.containers.get(created.id)  # the stale one is gone
+    finally:
+        for leftover in client.containers.list(
+            all=True, filters={"label": f"io.node-agent.workload={job.id}"}
+        ):
+            leftover.remove(force=True)

@@ -1,9 +1,9 @@
 """Builds the node's components, starts them in order, and stops them gracefully.
 
-Order matters for providers and orchestrators: the HTTP server listens first (``/health``
-answers within moments of start), then interrupted jobs are settled, then containers come
-up in the background. Stopping reverses it: refuse new work, let running jobs finish within
-``agent.shutdown_grace``, then close the server, containers and store.
+Order matters for providers and orchestrators: interrupted jobs are settled (one indexed
+read), then the HTTP server listens (``/health`` answers within moments of start), then
+containers come up in the background. Stopping reverses it: refuse new work, let running jobs
+finish within ``agent.shutdown_grace``, then close the server, containers and store.
 """
 
 from __future__ import annotations
@@ -136,8 +136,10 @@ class Daemon:
             self.workloads.attach(self.ctx)
             self.workloads.serve_as_containers(self.manager, self.jobs, client, self.tasks.spawn)
             self.provider.attach_workloads(self.workloads)
-        await self._serve(create_server(self.ctx))
+        # Settled before the first request: a client must never read a job that the previous
+        # process left running as if it were still running (one indexed read, milliseconds).
         await self.jobs.recover(config.jobs.on_restart)
+        await self._serve(create_server(self.ctx))
         self.tasks.spawn(self._bring_up_containers(), name="containers-start")
         self.tasks.spawn(
             run_forever(

@@ -322,7 +322,14 @@ class Handlers:
         running = await store.list_ids(client, True) if pending is not False else []
         if pending is True:
             return json_response(running)  # few: bounded by admission
-        ids, following = await store.page_ids(client, False, ID_STREAM_PAGE)
+        # A job that finished between the two reads is in both: it is sent once.
+        seen = set(running)
+
+        async def finished_page(after: Any = None) -> tuple[list[str], Any]:
+            page, following = await store.page_ids(client, False, ID_STREAM_PAGE, after)
+            return ([i for i in page if i not in seen] if seen else page), following
+
+        ids, following = await finished_page()
         if following is None:
             return json_response(running + ids)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -336,7 +343,7 @@ class Handlers:
                 first = False
             if following is None:
                 break
-            page, following = await store.page_ids(client, False, ID_STREAM_PAGE, following)
+            page, following = await finished_page(following)
         await response.write(b"]" if not first else b"[]")
         await response.write_eof()
         return response

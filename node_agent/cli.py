@@ -1,4 +1,4 @@
-"""``node-agent`` command line: run | check-config | gpus | api-key | version."""
+"""``node-agent`` command line: run | check-config | gpus | api-key | status | doctor | version."""
 
 from __future__ import annotations
 
@@ -36,6 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_argument("--name", default="")
     keys.add_argument("--expires-days", type=float)
     keys.add_argument("--json", action="store_true")
+    status = sub.add_parser(
+        "status", help="one screen from the running node (exit 1 unless healthy)"
+    )
+    status.add_argument("--url", help="node URL (default: 127.0.0.1 on the config's server.port)")
+    status.add_argument("--key", help="API key for /info (default: $NODE_AGENT_API_KEY)")
+    status.add_argument("--config", type=Path, help="config file (for the default URL)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor = sub.add_parser("doctor", help="preflight checks of this host and the config")
+    doctor.add_argument("--config", type=Path)
+    doctor.add_argument("--state-dir", type=Path)
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -78,12 +89,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"node-agent {__version__} (Infernet API {INFERNET_COMPAT_VERSION})")
         return 0
-    if args.command in ("gpus", "api-key"):
+    if args.command == "doctor":
+        from node_agent.config import LogConfig
+        from node_agent.doctor import doctor_command
+        from node_agent.logging import configure_logging
+
+        # stdout carries the checks; the probes' own log lines would only repeat them.
+        configure_logging(LogConfig(level="ERROR"), stream=sys.stderr)
+        return doctor_command(args.config, json_output=args.json, state_dir=args.state_dir)
+    if args.command in ("gpus", "api-key", "status"):
         try:
             config = _optional_config(args.config)
         except ConfigError as exc:
             print(f"config error: {exc.error}", file=sys.stderr)
             return 2
+        if args.command == "status":
+            from node_agent.status import default_url, status_command
+
+            url = args.url or default_url(config)
+            return status_command(url, key=args.key, json_output=args.json)
         if args.command == "gpus":
             from node_agent.gpu.cli import gpus_command
             from node_agent.logging import configure_logging

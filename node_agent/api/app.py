@@ -15,6 +15,7 @@ from node_agent.api.context import NodeContext
 from node_agent.api.dispatch import Routes, make_dispatcher
 from node_agent.api.handlers import Handlers
 from node_agent.api.identity import parse_networks
+from node_agent.api.openapi import serve as serve_openapi
 from node_agent.auth.middleware import make_auth_check
 from node_agent.config import RateLimitConfig
 
@@ -29,6 +30,7 @@ def api_routes(h: Handlers, *, metrics: bool) -> Routes:
     routes.add("POST", "/api/jobs/batch", h.create_batch)
     routes.add("POST", "/api/jobs/stream", h.create_stream)
     routes.add("PUT", "/api/status", h.put_status)
+    routes.add("GET", "/openapi.json", serve_openapi)
     if metrics:
         routes.add("GET", "/metrics", h.metrics)
     return routes

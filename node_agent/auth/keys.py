@@ -75,7 +75,7 @@ def is_workload_path(path: str) -> bool:
 
 
 # What ``api_keys.protect_info`` closes to callers without a key (/health stays open).
-INFO_PATHS = frozenset({"/info", "/resources", "/metrics"})
+INFO_PATHS = frozenset({"/info", "/resources", "/metrics", "/openapi.json"})
 
 
 def route_scope(method: str, path: str) -> Scope | tuple[Scope, ...] | None:

@@ -208,6 +208,11 @@ def _hand_written() -> dict[str, Schema]:
                 "ports": {"type": "object", "additionalProperties": integer},
                 "callback_url": string,
                 "cancel_requested": boolean,
+                "queue_position": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "While queued: 1 is next.",
+                },
                 "ignored_fields": {
                     "type": "array",
                     "items": string,

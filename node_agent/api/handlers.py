@@ -307,7 +307,7 @@ class Handlers:
 
     async def _page_ids(self, client: str, pending: bool | None, query: Any) -> web.Response:
         """``?limit=N[&cursor=C]``: one page of ids and the cursor of the next (an addition)."""
-        limit = _int_arg(query.get("limit"), "limit", default=ID_PAGE_DEFAULT, top=ID_PAGE_MAX)
+        limit = int_query_arg(query.get("limit"), "limit", default=ID_PAGE_DEFAULT, top=ID_PAGE_MAX)
         after = _decode_cursor(query.get("cursor"))
         ids, following = await self.ctx.jobs.store.page_ids(client, pending, limit, after)
         cursor = _encode_cursor(following) if following is not None else None
@@ -380,7 +380,8 @@ def _unauthorized() -> NodeAgentError:
     return Forbidden("Unauthorized")
 
 
-def _int_arg(value: str | None, name: str, *, default: int, top: int) -> int:
+def int_query_arg(value: str | None, name: str, *, default: int, top: int) -> int:
+    """A query parameter in ``1..top`` (a page size), else a JSON 400 naming it."""
     if value is None:
         return default
     try:
@@ -388,7 +389,9 @@ def _int_arg(value: str | None, name: str, *, default: int, top: int) -> int:
     except ValueError:
         parsed = 0
     if not 1 <= parsed <= top:
-        raise BadRequest("Invalid query parameter", {"param": name, "value": value, "max": top})
+        raise BadRequest(
+            "Invalid query parameter", {"param": name, "value": value[:64], "min": 1, "max": top}
+        )
     return parsed
 
 

@@ -13,10 +13,10 @@ import structlog
 from aiohttp import web
 
 from node_agent.api.dispatch import Handler, Routes
-from node_agent.api.handlers import read_json
+from node_agent.api.handlers import int_query_arg, read_json
 from node_agent.api.responses import json_response
 from node_agent.auth.middleware import PRINCIPAL
-from node_agent.errors import BadRequest, MethodNotAllowed, NotFound, Unauthorized
+from node_agent.errors import MethodNotAllowed, NotFound, Unauthorized
 from node_agent.workloads.service import WorkloadService
 from node_agent.workloads.store import decode_cursor, encode_cursor
 
@@ -81,7 +81,7 @@ class WorkloadHandlers:
     async def list_jobs(self, request: web.BaseRequest) -> web.Response:
         owner = owner_of(request)
         query = request.query
-        limit = _int_arg(query.get("limit"), "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        limit = int_query_arg(query.get("limit"), "limit", default=DEFAULT_PAGE, top=MAX_PAGE)
         cursor = query.get("cursor")
         before = decode_cursor(cursor) if cursor else None
         jobs, next_seq = await self.service.store.page(owner, limit=limit, before_seq=before)
@@ -137,17 +137,3 @@ class WorkloadHandlers:
         except (ConnectionError, RuntimeError):
             log.info("logs_live_client_gone", job_id=job.id)
         return response
-
-
-def _int_arg(value: str | None, name: str, default: int, low: int, high: int) -> int:
-    if value is None:
-        return default
-    try:
-        parsed = int(value)
-    except ValueError:
-        raise BadRequest("Invalid query parameter", {"param": name, "value": value[:64]}) from None
-    if not low <= parsed <= high:
-        raise BadRequest(
-            "Invalid query parameter", {"param": name, "value": parsed, "min": low, "max": high}
-        )
-    return parsed

@@ -18,6 +18,7 @@ import aiohttp
 import structlog
 
 from node_agent import __version__
+from node_agent.grid.backoff import Backoff, parse_retry_after
 from node_agent.workloads.config import CallbackSettings
 from node_agent.workloads.store import OutboxItem, WorkloadStore
 
@@ -37,13 +38,6 @@ class DeliveryFailed(Exception):
 
 
 Sender = Callable[[OutboxItem], Awaitable[None]]
-
-
-def backoff_delay(attempts: int, settings: CallbackSettings, rand: Callable[[], float]) -> float:
-    """Full jitter: a receiver back from an outage is not hit by every node at once."""
-    growth: float = settings.backoff_initial * 2.0 ** max(0, attempts - 1)
-    ceiling = min(settings.backoff_max, growth)
-    return max(settings.backoff_initial / 2, ceiling * rand())
 
 
 def callback_headers(item: OutboxItem, now: float) -> dict[str, str]:
@@ -150,7 +144,11 @@ class OutboxDeliverer:
                 error=reason,
             )
             return
-        delay = max(retry_after or 0.0, backoff_delay(attempts, self.settings, self._rand))
+        backoff = Backoff(
+            self.settings.backoff_initial, self.settings.backoff_max, self._rand, attempts - 1
+        )
+        # A receiver's Retry-After is honoured up to an hour (never a row parked for days).
+        delay = max(min(retry_after or 0.0, 3600.0), backoff.next_delay())
         await self.store.outbox_retry(item.id, self._clock() + delay, reason)
         log.info(
             "outbox_retry",
@@ -195,7 +193,7 @@ async def post_json(
             await response.read()
             if 200 <= response.status < 300:
                 return
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
             final = 400 <= response.status < 500 and response.status not in RETRYABLE_4XX
             raise DeliveryFailed(
                 f"receiver answered HTTP {response.status}",
@@ -204,10 +202,3 @@ async def post_json(
             )
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise DeliveryFailed(f"{type(exc).__name__}: {exc}"[:200], final=False) from None
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return min(3600.0, max(0.0, float(value))) if value else None
-    except ValueError:
-        return None

@@ -107,7 +107,9 @@ class WorkloadDocker:
                 repository, tag=tag, stream=True, decode=True, auth_config=auth
             )
         except docker.errors.APIError as exc:
-            raise ImageUnavailable(f"image {image} could not be pulled: {_explain(exc)}") from None
+            raise ImageUnavailable(
+                f"image {image} could not be pulled: {docker_error_text(exc)}"
+            ) from None
         try:
             for event in stream:
                 if cancelled.is_set():
@@ -128,7 +130,9 @@ class WorkloadDocker:
                     last_report = now
                     on_progress(_progress(layers))
         except docker.errors.APIError as exc:
-            raise ImageUnavailable(f"image {image} could not be pulled: {_explain(exc)}") from None
+            raise ImageUnavailable(
+                f"image {image} could not be pulled: {docker_error_text(exc)}"
+            ) from None
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
@@ -242,6 +246,7 @@ def _progress(layers: Mapping[str, tuple[int, int]]) -> dict[str, Any]:
     return {"layers": len(layers), "layers_done": done, "bytes": current, "total_bytes": total}
 
 
-def _explain(exc: Exception) -> str:
+def docker_error_text(exc: BaseException) -> str:
+    """Docker's own explanation of a failed call (its ``APIError.explanation``), short."""
     explanation = getattr(exc, "explanation", None)
-    return str(explanation or exc)[:300]
+    return (str(explanation or exc) or type(exc).__name__)[:300]

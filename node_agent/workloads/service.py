@@ -36,7 +36,7 @@ from node_agent.gpu.assign import (
 )
 from node_agent.gpu.model import GpuState
 from node_agent.ids import new_job_id
-from node_agent.tasks import TaskSupervisor
+from node_agent.tasks import TaskSupervisor, run_forever
 from node_agent.workloads import logs
 from node_agent.workloads.config import WorkloadsConfig
 from node_agent.workloads.docker_adapter import (
@@ -44,6 +44,7 @@ from node_agent.workloads.docker_adapter import (
     ImageUnavailable,
     PullCancelled,
     WorkloadDocker,
+    docker_error_text,
     registry_host,
 )
 from node_agent.workloads.model import (
@@ -144,6 +145,7 @@ class WorkloadService:
         self._queue: list[Workload] = []
         self._active: dict[str, Active] = {}
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self.draining = False
         # Called after every stored status change (the outbox deliverer, the grid reporter).
         self.listeners: list[Callable[[Workload], None]] = []
@@ -166,12 +168,18 @@ class WorkloadService:
         """Settle what a previous run left (re-attach, record exits, re-queue), then schedule."""
         await self._recover()
         self.tasks.spawn(self._schedule_forever(), name="workloads-scheduler")
-        self.tasks.spawn(self._prune_forever(), name="workloads-retention")
+        self.tasks.spawn(
+            run_forever(
+                self._prune, name="workloads-retention", interval=60.0, stop=self._stopping
+            ),
+            name="workloads-retention",
+        )
 
     async def stop(self) -> None:
         """Stop following jobs; their containers keep running (the agent is not the workload)
         and are re-attached by the next start."""
         self.draining = True
+        self._stopping.set()
         for active in list(self._active.values()):
             if active.task is not None:
                 active.task.cancel()
@@ -664,20 +672,24 @@ class WorkloadService:
         if active.signal is None:
             active.signal = logs.LogSignal(asyncio.get_running_loop())
         signal = active.signal
-        log_file = logs.LogFile(
-            self.log_path(job.id), self.config.log_max_bytes, signal.notify_threadsafe
-        )
-        if stream is None:
-            log_file.reset()  # Docker replays everything from the container's start
+        path, cap = self.log_path(job.id), self.config.log_max_bytes
 
         def capture() -> int | None:
+            # The file is opened here, on the capture thread, not on the event loop; the
+            # attached stream is closed whatever happens (it holds a connection to Docker).
+            log_file: logs.LogFile | None = None
             try:
+                log_file = logs.LogFile(path, cap, signal.notify_threadsafe)
                 if stream is not None:
                     self.docker.copy_output(stream, log_file.write)
                 else:
+                    log_file.reset()  # Docker replays everything from the container's start
                     self.docker.replay_output(container_id, log_file.write)
             finally:
-                log_file.close()
+                if log_file is not None:
+                    log_file.close()
+                if stream is not None:
+                    _close(stream)
             return self.docker.wait(container_id)
 
         exited = run_in_own_thread(capture, name=f"capture-{job.id}")
@@ -795,19 +807,12 @@ class WorkloadService:
 
     # --- retention ---------------------------------------------------------------------------
 
-    async def _prune_forever(self) -> None:
-        while True:
-            try:
-                removed = await self.store.prune(
-                    self.config.retention_seconds, self.config.retention_count
-                )
-                for job_id in removed:
-                    await asyncio.to_thread(logs.remove, self.log_path(job_id))
-                if removed:
-                    log.info("workloads_pruned", removed=len(removed))
-            except Exception:
-                log.exception("workloads_prune_failed")
-            await asyncio.sleep(60)
+    async def _prune(self) -> None:
+        removed = await self.store.prune(self.config.retention_seconds, self.config.retention_count)
+        for job_id in removed:
+            await asyncio.to_thread(logs.remove, self.log_path(job_id))
+        if removed:
+            log.info("workloads_pruned", removed=len(removed))
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
@@ -823,6 +828,4 @@ def _close(stream: Any) -> None:
 
 
 def _docker_reason(exc: Exception) -> str:
-    explanation = getattr(exc, "explanation", None)
-    text = str(explanation or exc) or type(exc).__name__
-    return f"the container could not be run: {text[:300]}"
+    return f"the container could not be run: {docker_error_text(exc)}"

@@ -169,6 +169,8 @@ class WorkloadStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
+            # The WAL is reset at each checkpoint; this also shrinks its file back afterwards.
+            db.execute("PRAGMA journal_size_limit=16777216")
             db.executescript(SCHEMA)
             self._db = db
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +13,11 @@ import pytest
 import yaml
 
 from node_agent.jobs.store import INTERRUPTED_ERROR
+from tests.support.agent import start_agent_process
 from tests.support.net import free_port
 from tests.support.service import running_service
 
 SLOW = {"containers": ["slow"], "data": {"mode": "sleep", "seconds": 2}}
-
-
-async def start_agent(config: Path, state: Path) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "node_agent.cli",
-        "run",
-        "--config",
-        str(config),
-        "--state-dir",
-        str(state),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    return proc
 
 
 async def wait_healthy(http: aiohttp.ClientSession, url: str) -> None:
@@ -62,7 +46,7 @@ async def test_kill_9_then_every_accepted_job_ends(tmp_path: Path, policy: str) 
         config.write_text(yaml.safe_dump(raw))
         url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
-            proc = await start_agent(config, tmp_path / "state")
+            proc = await start_agent_process(config, tmp_path / "state")
             try:
                 await wait_healthy(http, url)
                 ids = []
@@ -73,7 +57,7 @@ async def test_kill_9_then_every_accepted_job_ends(tmp_path: Path, policy: str) 
                     ids += [item["id"] for item in await resp.json()]
                 os.kill(proc.pid, signal.SIGKILL)
                 await proc.wait()
-                proc = await start_agent(config, tmp_path / "state")
+                proc = await start_agent_process(config, tmp_path / "state")
                 await wait_healthy(http, url)
                 query = "&".join(f"id={i}" for i in ids)
                 async with http.get(f"{url}/api/jobs?{query}&wait=10") as resp:

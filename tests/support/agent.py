@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,3 +35,26 @@ async def running_agent(
         yield daemon, f"http://127.0.0.1:{daemon.port}"
     finally:
         await daemon.stop()
+
+
+async def start_agent_process(
+    config: Path, state: Path, *, log: Path | None = None
+) -> asyncio.subprocess.Process:
+    """``node-agent run`` as its own process (for ``kill -9``); output to ``log`` or nowhere."""
+    output = log.open("ab") if log is not None else asyncio.subprocess.DEVNULL
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "node_agent.cli",
+            "run",
+            "--config",
+            str(config),
+            "--state-dir",
+            str(state),
+            stdout=output,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    finally:
+        if log is not None:
+            output.close()  # type: ignore[union-attr]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from node_agent.auth.keys import hash_key, new_key
 
@@ -89,3 +92,43 @@ async def wait_status(
 
 
 FINAL = {"succeeded", "failed", "cancelled"}
+
+
+class Receiver:
+    """A real callback receiver; with a token it checks it as the orchestrator's users do."""
+
+    def __init__(self, token: str | None = None, fail_first: int = 0) -> None:
+        self.token = token
+        self.fail_first = fail_first
+        self.calls: list[tuple[dict[str, str], dict[str, Any], float]] = []
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        return [body for _, body, _ in self.calls]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return web.json_response({"error": "try later"}, status=503)
+        if self.token is not None and request.headers.get("Authorization") != (
+            f"Bearer {self.token}"
+        ):
+            return web.json_response({"error": "bad token"}, status=401)
+        self.calls.append((dict(request.headers), await request.json(), time.time()))
+        return web.json_response({"ok": True})
+
+
+@asynccontextmanager
+async def running_receiver(
+    token: str | None = None, *, fail_first: int = 0
+) -> AsyncIterator[tuple[Receiver, str]]:
+    """A receiver on a free loopback port, and its URL."""
+    hook = Receiver(token, fail_first)
+    app = web.Application()
+    app.router.add_post("/hook", hook.handle)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        yield hook, str(server.make_url("/hook"))
+    finally:
+        await server.close()

@@ -20,9 +20,11 @@ from tests.support.agent import running_agent
 from tests.workloads.support import (
     FINAL,
     Key,
+    Receiver,
     draft,
     eventually,
     node_config,
+    running_receiver,
     wait_status,
 )
 
@@ -221,35 +223,10 @@ async def test_missing_image_fails_with_the_reason(
 # --- callbacks --------------------------------------------------------------------------------
 
 
-class Receiver:
-    """A real callback receiver that checks the token like the orchestrator's users do."""
-
-    def __init__(self, token: str, fail_first: int = 0) -> None:
-        self.token = token
-        self.fail_first = fail_first
-        self.calls: list[tuple[dict[str, str], dict[str, Any], float]] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        if self.fail_first > 0:
-            self.fail_first -= 1
-            return web.json_response({"error": "try later"}, status=503)
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
-            return web.json_response({"error": "bad token"}, status=401)
-        self.calls.append((dict(request.headers), await request.json(), time.time()))
-        return web.json_response({"ok": True})
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    hook = Receiver("cb-secret-123", fail_first=1)
-    app = web.Application()
-    app.router.add_post("/hook", hook.handle)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    try:
-        yield hook, str(server.make_url("/hook"))
-    finally:
-        await server.close()
+    async with running_receiver("cb-secret-123", fail_first=1) as running:
+        yield running
 
 
 async def test_callbacks_carry_every_header_the_token_and_the_correlation(

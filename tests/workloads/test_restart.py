@@ -6,62 +6,55 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import docker
 import pytest
 import yaml
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
+from tests.support.agent import start_agent_process
 from tests.support.net import free_port
-from tests.workloads.support import FINAL, draft, eventually, make_key, node_config, wait_status
+from tests.workloads.support import (
+    FINAL,
+    Receiver,
+    draft,
+    eventually,
+    make_key,
+    node_config,
+    running_receiver,
+    wait_status,
+)
 
 pytestmark = pytest.mark.docker
 
 
-async def start_agent(config: Path, state: Path, log: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "node_agent.cli",
-        "run",
-        "--config",
-        str(config),
-        "--state-dir",
-        str(state),
-        stdout=log.open("ab"),
-        stderr=asyncio.subprocess.STDOUT,
-    )
-
-
 @pytest.fixture
-async def hook() -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
-    calls: list[dict[str, Any]] = []
+async def hook() -> AsyncIterator[tuple[Receiver, str]]:
+    async with running_receiver() as running:
+        yield running
 
-    async def handle(request: web.Request) -> web.Response:
-        calls.append(await request.json())
-        return web.json_response({})
 
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
+def outbox_settled(state: Path, job_id: str) -> bool:
+    """Every callback row of the job delivered, read from the agent's own SQLite file: after
+    this no further callback can come for it (a condition, not a waiting window)."""
+    db = sqlite3.connect(f"file:{state / 'workloads.sqlite'}?mode=ro", uri=True)
     try:
-        yield calls, str(server.make_url("/hook"))
+        (pending,) = db.execute(
+            "SELECT count(*) FROM outbox WHERE job_id = ? AND done_at IS NULL", (job_id,)
+        ).fetchone()
     finally:
-        await server.close()
+        db.close()
+    return int(pending) == 0
 
 
 async def test_kill_9_then_restart_reattaches_and_reports_the_true_exit_code(
-    tmp_path: Path, http: aiohttp.ClientSession, hook: tuple[list[dict[str, Any]], str]
+    tmp_path: Path, http: aiohttp.ClientSession, hook: tuple[Receiver, str]
 ) -> None:
-    calls, hook_url = hook
+    receiver, hook_url = hook
     key = make_key()
     port = free_port()
     raw = node_config([key], max_running=1)
@@ -78,7 +71,7 @@ async def test_kill_9_then_restart_reattaches_and_reports_the_true_exit_code(
         except aiohttp.ClientError:
             return False
 
-    agent = await start_agent(config, state, tmp_path / "agent.log")
+    agent = await start_agent_process(config, state, log=tmp_path / "agent.log")
     try:
         await eventually(healthy, what="agent up")
         long = draft("echo before; sleep 5; echo after; exit 7", callback_url=hook_url)
@@ -90,7 +83,7 @@ async def test_kill_9_then_restart_reattaches_and_reports_the_true_exit_code(
         await wait_status(http, url, key, job_id, {"running"})
 
         async def running_callback() -> bool:
-            return any(c["status"] == "running" for c in calls)
+            return any(c["status"] == "running" for c in receiver.bodies)
 
         await eventually(running_callback, what="the running callback")
         os.kill(agent.pid, signal.SIGKILL)
@@ -99,7 +92,7 @@ async def test_kill_9_then_restart_reattaches_and_reports_the_true_exit_code(
         (container,) = client.containers.list(filters={"label": f"io.node-agent.workload={job_id}"})
         assert container.status == "running"  # the workload outlived the agent
 
-        agent = await start_agent(config, state, tmp_path / "agent.log")
+        agent = await start_agent_process(config, state, log=tmp_path / "agent.log")
         await eventually(healthy, what="agent back")
         final = await wait_status(http, url, key, job_id, FINAL, timeout=60)
         assert final["status"] == "failed" and final["exit_code"] == 7
@@ -109,13 +102,11 @@ async def test_kill_9_then_restart_reattaches_and_reports_the_true_exit_code(
         queued = await wait_status(http, url, key, queued_id, FINAL, timeout=60)
         assert queued["status"] == "succeeded"
 
-        async def final_callback() -> bool:
-            return any(c["status"] == "failed" for c in calls)
+        async def settled() -> bool:
+            return outbox_settled(state, job_id)
 
-        await eventually(final_callback, what="the final callback")
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:  # noqa: ASYNC110 - a duplicate would arrive now
-            await asyncio.sleep(0.1)
+        await eventually(settled, what="every callback of the job delivered")
+        calls = receiver.bodies
         assert [c["status"] for c in calls] == ["running", "failed"]
         assert calls[-1]["exit_code"] == 7
         assert not client.containers.list(

@@ -515,7 +515,10 @@ async def bench_queued(args: argparse.Namespace) -> dict[str, Any]:
         submit_s = time.perf_counter() - started
         await asyncio.sleep(1.0)
         after = agent.rss_mb()
-        last = await agent.job(jobs[-1]["job_id"])
+        # Submissions run eight at a time, so the list's order is not the queue's order: read
+        # every job's position and check they are exactly 1..count.
+        details = await gather_limited(count, lambda i: agent.job(jobs[i]["job_id"]))
+        positions = sorted(int(d.get("queue_position") or 0) for d in details)
         started = time.perf_counter()
         cancelled = await gather_limited(count, lambda i: agent.cancel(jobs[i]["job_id"]))
         cancel_s = time.perf_counter() - started
@@ -529,7 +532,8 @@ async def bench_queued(args: argparse.Namespace) -> dict[str, Any]:
         "rss_with_queue_mb": after,
         "rss_delta_mb": round(after - before, 1),
         "rss_after_cancel_mb": after_cancel,
-        "last_queue_position": last.get("queue_position"),
+        "last_queue_position": positions[-1],
+        "queue_positions_complete": positions == list(range(1, count + 1)),
         "submit_s": round(submit_s, 2),
         "submit_per_s": round(count / submit_s, 1),
         "cancel_s": round(cancel_s, 2),

@@ -37,7 +37,8 @@ def test_quick_run_writes_a_complete_report(tmp_path: Path) -> None:
     assert all(r["agent"]["status"] == "succeeded" for r in logs["rounds"])
     assert all(r["agent"]["replay_complete"] for r in logs["rounds"])
     queued = report["queued"]
-    assert queued["all_cancelled"] and queued["last_queue_position"] == queued["queued"]
+    assert queued["all_cancelled"] and queued["queue_positions_complete"], queued
+    assert queued["last_queue_position"] == queued["queued"]
     callbacks = report["callbacks"]
     # running and succeeded for each job
     assert callbacks["callbacks"] == 2 * callbacks["jobs"]

@@ -38,6 +38,7 @@ from node_agent.jobs.service import JobService
 from node_agent.jobs.store import JobStore
 from node_agent.logging import set_log_level
 from node_agent.provider import ProviderServices
+from node_agent.pulls import PullBoard
 from node_agent.reload import (
     GateHold,
     carry_over,
@@ -93,6 +94,8 @@ class Daemon:
         self.tls: TlsCertificate | None = None
         # Changed settings that wait for a restart (named in STATUS= and the reload's log).
         self.restart_pending: tuple[str, ...] = ()
+        # Image pulls of service containers and workloads, for /info and STATUS=.
+        self.pulls = PullBoard()
 
     # --- start -------------------------------------------------------------------------------
 
@@ -117,6 +120,7 @@ class Daemon:
             credentials=config.docker,
             docker_factory=self._docker_factory,
             gpu_planner=self.provider.gpu_planner,
+            pulls=self.pulls,
         )
         self.jobs = JobService(
             store=self.store,
@@ -129,6 +133,7 @@ class Daemon:
         )
         self.ctx.health_checks["jobs"] = self._jobs_health
         self.ctx.health_checks["containers"] = self._containers_health
+        self.ctx.info_sections["pulls"] = self.pulls.snapshot
         self.provider.attach(self.ctx, self.jobs, self.manager)
         self.workloads = self._workload_node()
         if self.workloads is not None:
@@ -194,6 +199,7 @@ class Daemon:
             allocator=provider.allocator,
             inventory=provider.inventory,
             prices=lambda: self.config.grid.price_per_gpu_hour,
+            pulls=self.pulls,
             **({"docker_factory": self._docker_factory} if self._docker_factory else {}),
         )
 
@@ -223,7 +229,7 @@ class Daemon:
             # Imported only when enabled: web3 is heavy and most nodes run without a chain.
             chain_module: Any = importlib.import_module("node_agent.chain.service")
             chain: Any = chain_module.create_chain_service(
-                self.config, self.state_dir, self.jobs.pipeline
+                self.config, self.state_dir, self.jobs.pipeline, self.provider.metrics
             )
             # Local only (state file, key); RPC trouble is handled by the service's own loops.
             await chain.start()
@@ -265,6 +271,9 @@ class Daemon:
         running, total = len(self.manager.running()), len(self.manager.containers)
         parts = [f"API on port {self.port}", f"containers {running}/{total} running"]
         parts.append(f"{len(self.jobs.tasks)} jobs in flight")
+        pulling = self.pulls.status_text()
+        if pulling:
+            parts.append(pulling)
         if self.restart_pending:
             parts.append(f"restart needed for {', '.join(self.restart_pending)}")
         return "; ".join(parts)

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from node_agent.containers.ports import assign_ports
 from node_agent.containers.service_client import ServiceClient, ServiceEndpoint
 from node_agent.errors import ContainerError
 from node_agent.gpu.assign import GpuRunOptions
+from node_agent.pulls import PullBoard, stream_pull
+from node_agent.tasks import run_in_own_thread
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -33,6 +36,9 @@ LABEL_MANAGED = "io.node-agent.managed"
 LABEL_ID = "io.node-agent.container-id"
 LABEL_HASH = "io.node-agent.config-hash"
 SERVICE_PORT = "3000/tcp"
+# A model image can be tens of GB; a pull that has not finished by then is given up (the local
+# copy, if any, is used).
+PULL_TIMEOUT_S = 600.0
 
 
 class ContainerState(enum.StrEnum):
@@ -157,8 +163,10 @@ class ContainerManager:
         credentials: DockerCredentials | None = None,
         docker_factory: Callable[[], Any] | None = None,
         gpu_planner: GpuPlanner = basic_gpu_options,
+        pulls: PullBoard | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.pulls = pulls or PullBoard()
         self.runtime = runtime
         self.manage = manage
         self.startup_wait = startup_wait
@@ -287,12 +295,8 @@ class ContainerManager:
         client = await self._docker_client()
         image = container.config.image
         if self.runtime.pull:
-            auth = self._credentials.as_auth_config() if self._credentials else None
             try:
-                pulled = await asyncio.wait_for(
-                    self._run(client.images.pull, image, auth_config=auth), timeout=600
-                )
-                return str(pulled.id)
+                await self._pull(client, image, f"container {container.config.id}")
             except Exception as exc:
                 log.warning("image_pull_failed_using_local", image=image, error=str(exc)[:300])
         try:
@@ -305,6 +309,34 @@ class ContainerManager:
                 f"image {image} could not be pulled and is not present locally",
             )
             raise ContainerError(f"image {image} unavailable") from None
+
+    async def _pull(self, client: Any, image: str, purpose: str) -> None:
+        """Stream the pull in a thread of its own (minutes for a model image: not a slot of
+        the shared executor), with its progress on the board; stopped at the deadline."""
+        auth = self._credentials.as_auth_config() if self._credentials else None
+        progress = self.pulls.begin(image, purpose)
+        stop = threading.Event()
+        deadline = time.monotonic() + PULL_TIMEOUT_S
+        pull = run_in_own_thread(
+            lambda: stream_pull(
+                client,
+                image,
+                auth,
+                progress,
+                stop=stop,
+                deadline=deadline,
+                on_event=self.pulls.report,
+            ),
+            name=f"pull-{image}"[:60],
+        )
+        pull.add_done_callback(lambda done: done.cancelled() or done.exception())
+        try:
+            await asyncio.wait_for(asyncio.shield(pull), PULL_TIMEOUT_S)
+        except BaseException as exc:
+            stop.set()  # a stalled registry, a shutdown: the thread drops the transfer
+            self.pulls.finish(progress, str(exc)[:300] or type(exc).__name__)
+            raise
+        self.pulls.finish(progress)
 
     async def _ensure_container(self, container: ServiceContainer) -> None:
         import docker.errors

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import structlog
 
 from node_agent.errors import NodeAgentError
+from node_agent.pulls import PullFailed, PullProgress, PullStopped, stream_pull
 
 log = structlog.get_logger(__name__)
 
@@ -91,53 +91,27 @@ class WorkloadDocker:
         self,
         image: str,
         auth: dict[str, str] | None,
-        on_progress: Callable[[dict[str, Any]], None],
+        progress: PullProgress,
+        on_event: Callable[[PullProgress], None],
         cancelled: threading.Event,
         deadline: float,
     ) -> None:
         """Pull with per-layer progress; raises ImageUnavailable (with Docker's reason) or
         PullCancelled. The stream is closed on cancel, which stops the transfer."""
-        import docker.errors
-
-        repository, tag = _split_tag(image)
-        layers: dict[str, tuple[int, int]] = {}
-        last_report = 0.0
         try:
-            stream = self.client.api.pull(
-                repository, tag=tag, stream=True, decode=True, auth_config=auth
+            stream_pull(
+                self.client,
+                image,
+                auth,
+                progress,
+                stop=cancelled,
+                deadline=deadline,
+                on_event=on_event,
             )
-        except docker.errors.APIError as exc:
-            raise ImageUnavailable(
-                f"image {image} could not be pulled: {docker_error_text(exc)}"
-            ) from None
-        try:
-            for event in stream:
-                if cancelled.is_set():
-                    raise PullCancelled
-                if time.monotonic() > deadline:
-                    raise ImageUnavailable(f"image {image}: pull timed out")
-                if "error" in event:
-                    raise ImageUnavailable(f"image {image} could not be pulled: {event['error']}")
-                layer = event.get("id")
-                detail = event.get("progressDetail") or {}
-                if layer and detail.get("total"):
-                    layers[layer] = (int(detail.get("current", 0)), int(detail["total"]))
-                elif layer and event.get("status") in ("Pull complete", "Already exists"):
-                    done = layers.get(layer, (0, 0))
-                    layers[layer] = (done[1], done[1])
-                now = time.monotonic()
-                if now - last_report >= 1.0:
-                    last_report = now
-                    on_progress(_progress(layers))
-        except docker.errors.APIError as exc:
-            raise ImageUnavailable(
-                f"image {image} could not be pulled: {docker_error_text(exc)}"
-            ) from None
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
-        on_progress({**_progress(layers), "done": True})
+        except PullFailed as exc:
+            raise ImageUnavailable(str(exc)) from None
+        except PullStopped:
+            raise PullCancelled from None
 
     # --- containers --------------------------------------------------------------------------
 
@@ -228,25 +202,3 @@ class WorkloadDocker:
                 )
             )
         return found
-
-
-def _split_tag(image: str) -> tuple[str, str | None]:
-    if "@" in image:
-        return image, None
-    name, sep, tag = image.rpartition(":")
-    if sep and "/" not in tag:
-        return name, tag
-    return image, "latest"
-
-
-def _progress(layers: Mapping[str, tuple[int, int]]) -> dict[str, Any]:
-    current = sum(c for c, _ in layers.values())
-    total = sum(t for _, t in layers.values())
-    done = sum(1 for c, t in layers.values() if t and c >= t)
-    return {"layers": len(layers), "layers_done": done, "bytes": current, "total_bytes": total}
-
-
-def docker_error_text(exc: BaseException) -> str:
-    """Docker's own explanation of a failed call (its ``APIError.explanation``), short."""
-    explanation = getattr(exc, "explanation", None)
-    return (str(explanation or exc) or type(exc).__name__)[:300]

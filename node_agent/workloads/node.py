@@ -17,6 +17,7 @@ from node_agent.containers.service_client import ServiceClient
 from node_agent.gpu.assign import GpuAllocator
 from node_agent.gpu.model import GpuState
 from node_agent.jobs.service import JobService
+from node_agent.pulls import PullBoard
 from node_agent.workloads.api import WorkloadHandlers
 from node_agent.workloads.callbacks import OutboxDeliverer, Sender
 from node_agent.workloads.config import WorkloadsConfig
@@ -48,6 +49,7 @@ class WorkloadNode:
         inventory: Callable[[], Sequence[GpuState]],
         prices: Callable[[], Mapping[str, float]],
         docker_factory: Callable[[], Any] = _docker_client,
+        pulls: PullBoard | None = None,
     ) -> None:
         self.config = config
         self.store = WorkloadStore(state_dir / "workloads.sqlite")
@@ -60,6 +62,7 @@ class WorkloadNode:
             prices=prices,
             log_dir=state_dir / "workload-logs",
             node_tag=node_tag(state_dir),
+            pulls=pulls,
         )
         self._session: aiohttp.ClientSession | None = None
         self.deliverer: OutboxDeliverer | None = None

@@ -36,7 +36,9 @@ from node_agent.gpu.assign import (
 )
 from node_agent.gpu.model import GpuState
 from node_agent.ids import new_job_id
-from node_agent.tasks import TaskSupervisor, run_forever
+from node_agent.pulls import PullBoard, PullProgress
+from node_agent.pulls import error_text as docker_error_text
+from node_agent.tasks import TaskSupervisor, run_forever, run_in_own_thread
 from node_agent.workloads import logs
 from node_agent.workloads.config import WorkloadsConfig
 from node_agent.workloads.docker_adapter import (
@@ -44,7 +46,6 @@ from node_agent.workloads.docker_adapter import (
     ImageUnavailable,
     PullCancelled,
     WorkloadDocker,
-    docker_error_text,
     registry_host,
 )
 from node_agent.workloads.model import (
@@ -92,32 +93,6 @@ class Active:
         self.cancelled.set()
 
 
-def run_in_own_thread(fn: Callable[[], T], name: str) -> asyncio.Future[T]:
-    """Long blocking calls (a container's whole output) get a thread of their own instead of a
-    slot of the shared executor, which would otherwise starve short Docker calls."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def body() -> None:
-        try:
-            result = fn()
-        except BaseException as exc:  # handed to the loop, never lost
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=body, name=name, daemon=True).start()
-    return future
-
-
 class WorkloadService:
     def __init__(
         self,
@@ -130,9 +105,11 @@ class WorkloadService:
         prices: Callable[[], Mapping[str, float]],
         log_dir: Path,
         node_tag: str = "",
+        pulls: PullBoard | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.node_tag = node_tag
+        self.pulls = pulls or PullBoard()
         self.config = config
         self.store = store
         self.docker = docker
@@ -620,9 +597,13 @@ class WorkloadService:
             else:
                 self._pull_locks[image] = (lock, users - 1)
 
+    def _pull_ended(self, progress: PullProgress, pull: asyncio.Future[Any]) -> None:
+        """The board hears every end: success, Docker's refusal, a cancel, a timeout."""
+        error = None if pull.cancelled() or pull.exception() is None else str(pull.exception())
+        self.pulls.finish(progress, error)
+
     async def _pull(self, active: Active, image: str) -> None:
         job = active.job
-        loop = asyncio.get_running_loop()
         creds = self.config.registries.get(registry_host(image))
         auth = (
             {"username": creds.username, "password": creds.password.get_secret_value()}
@@ -630,16 +611,24 @@ class WorkloadService:
             else None
         )
 
-        def progress(report: dict[str, Any]) -> None:  # from the pull thread
-            job.progress = report
-            loop.call_soon_threadsafe(lambda: log.info("workload_pull", job_id=job.id, **report))
+        progress = self.pulls.begin(image, f"workload {job.id}")
+        last_copy = 0.0
+
+        def on_event(pulled: PullProgress) -> None:  # from the pull thread
+            nonlocal last_copy
+            self.pulls.report(pulled)
+            now = time.monotonic()
+            if now - last_copy >= 1.0:  # the job's pull_progress, read by GET /v1/jobs/{id}
+                last_copy = now
+                job.progress = pulled.counts()
 
         deadline = time.monotonic() + self.config.pull_timeout
         stop = threading.Event()  # tells the pull thread to drop the transfer
         pull = run_in_own_thread(
-            lambda: self.docker.pull(image, auth, progress, stop, deadline),
+            lambda: self.docker.pull(image, auth, progress, on_event, stop, deadline),
             name=f"pull-{job.id}",
         )
+        pull.add_done_callback(lambda done: self._pull_ended(progress, done))
         cancelled: asyncio.Future[Any] = asyncio.ensure_future(active.cancelled.wait())
         waiting: set[asyncio.Future[Any]] = {pull, cancelled}
         try:
@@ -653,6 +642,7 @@ class WorkloadService:
             cancelled.cancel()
         if pull.done():
             pull.result()
+            job.progress = progress.counts()
             await self.store.update(job, progress=job.progress)
             return
         stop.set()

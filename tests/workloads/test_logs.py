@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from node_agent.pulls import PullProgress, split_tag
 from node_agent.workloads import logs
-from node_agent.workloads.docker_adapter import _progress, _split_tag, registry_host
+from node_agent.workloads.docker_adapter import registry_host
 
 
 def test_capture_keeps_the_newest_within_the_cap(tmp_path: Path) -> None:
@@ -53,11 +54,23 @@ async def test_follow_reads_through_a_rotation_until_the_end(tmp_path: Path) -> 
 
 
 def test_pull_progress_and_image_references() -> None:
-    layers = {"a": (50, 100), "b": (200, 200), "c": (0, 0)}
-    assert _progress(layers) == {"layers": 3, "layers_done": 1, "bytes": 250, "total_bytes": 300}
+    progress = PullProgress("x:1", "test")
+    for event in (
+        {"id": "a", "status": "Pulling fs layer"},
+        {"id": "b", "status": "Pulling fs layer"},
+        {"id": "c", "status": "Already exists"},
+        {"id": "a", "status": "Downloading", "progressDetail": {"current": 50, "total": 100}},
+        {"id": "b", "status": "Downloading", "progressDetail": {"current": 10, "total": 200}},
+        {"id": "b", "status": "Download complete"},
+        {"status": "Digest: sha256:abc"},
+    ):
+        progress.feed(event)
+    assert progress.counts() == {"layers": 3, "layers_done": 2, "bytes": 250, "total_bytes": 300}
+    assert progress.percent() == 83
+    assert progress.layer_bytes() == {"a": [50, 100], "b": [200, 200], "c": [0, 0]}
     assert registry_host("python:3.11") == "docker.io"
     assert registry_host("ghcr.io/acme/infer:latest") == "ghcr.io"
     assert registry_host("localhost:5000/x") == "localhost:5000"
-    assert _split_tag("ghcr.io/acme/infer:7b") == ("ghcr.io/acme/infer", "7b")
-    assert _split_tag("registry:5000/model") == ("registry:5000/model", "latest")
-    assert _split_tag("repo@sha256:abc") == ("repo@sha256:abc", None)
+    assert split_tag("ghcr.io/acme/infer:7b") == ("ghcr.io/acme/infer", "7b")
+    assert split_tag("registry:5000/model") == ("registry:5000/model", "latest")
+    assert split_tag("repo@sha256:abc") == ("repo@sha256:abc", None)

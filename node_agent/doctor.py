@@ -216,6 +216,36 @@ def chain_check(url: str, chain_id: int | None, error: str | None) -> Check:
     return ok("chain rpc", f"{safe_url(url)}: chain id {chain_id}")
 
 
+def wallet_check(address: str, balance_wei: int | None, error: str | None) -> Check:
+    """The node pays gas for every delivery: an empty account delivers nothing."""
+    if error is not None or balance_wei is None:
+        return fail("wallet", f"{address or 'node key'}: {error}", "check chain.wallet")
+    eth = balance_wei / 10**18
+    if balance_wei == 0:
+        return warn("wallet", f"{address}: 0 ETH", f"send ETH to {address}: deliveries need gas")
+    return ok("wallet", f"{address}: {eth:.6g} ETH")
+
+
+def grid_key_check(url: str, status: int | None, error: str | None) -> Check:
+    """``GET /v1/nodes/mine`` is the orchestrator's authenticated, read-only provider route."""
+    where = safe_url(url)
+    if status is None:
+        return fail("orchestrator key", f"{where}: {error}", "check grid.url")
+    if status in (401, 403):
+        return fail(
+            "orchestrator key",
+            f"{where}: key refused (HTTP {status})",
+            "check grid.api_key: a provider key (jg_…) that is not revoked",
+        )
+    if 200 <= status < 300:
+        return ok("orchestrator key", f"{where}: key accepted")
+    return warn(
+        "orchestrator key",
+        f"{where}: GET /v1/nodes/mine answered HTTP {status}; key not verified",
+        "check the key in the orchestrator's console",
+    )
+
+
 def grid_check(url: str, status: int | None, error: str | None) -> Check:
     if status is None:
         return fail(
@@ -273,8 +303,12 @@ def _is_node_agent(port: int) -> bool:
     return False
 
 
-def _http(url: str, body: bytes | None = None) -> tuple[int | None, bytes, str | None]:
-    headers = {"Content-Type": "application/json"} if body is not None else {}
+def _http(
+    url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int | None, bytes, str | None]:
+    headers = dict(headers or {})
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     request = urllib.request.Request(url, data=body, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
@@ -285,24 +319,58 @@ def _http(url: str, body: bytes | None = None) -> tuple[int | None, bytes, str |
         return None, b"", str(getattr(exc, "reason", exc))
 
 
-def _chain_id(url: str) -> tuple[int | None, str | None]:
-    payload = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
+def _rpc_int(url: str, method: str, params: list[Any]) -> tuple[int | None, str | None]:
+    payload = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
     status, raw, error = _http(url, payload.encode())
     if error is not None:
         return None, error
     try:
         return int(json.loads(raw)["result"], 16), None
     except (ValueError, KeyError, TypeError):
-        return None, f"HTTP {status}: not a JSON-RPC answer to eth_chainId"
+        return None, f"HTTP {status}: not a JSON-RPC answer to {method}"
+
+
+def _chain_id(url: str) -> tuple[int | None, str | None]:
+    return _rpc_int(url, "eth_chainId", [])
+
+
+def _wallet_probe(config: Config) -> list[Check]:
+    """The node key's address and balance (the key itself never leaves this function), and
+    the balance of the payment address when one is configured."""
+    from node_agent.chain.wallet import key_from_config
+
+    wallet = config.chain.wallet
+    if wallet is None:
+        return [wallet_check("", None, "chain.wallet is not configured")]
+    try:
+        address = key_from_config(wallet).address
+    except ConfigError as exc:
+        return [wallet_check("", None, exc.error)]
+    url = config.chain.all_rpc_urls()[0]
+    checks = [wallet_check(address, *_rpc_int(url, "eth_getBalance", [address, "latest"]))]
+    payment = wallet.payment_address
+    if payment:
+        balance, error = _rpc_int(url, "eth_getBalance", [payment, "latest"])
+        checks.append(
+            ok("payment wallet", f"{payment}: {balance / 10**18:.6g} ETH")
+            if balance is not None
+            else fail("payment wallet", f"{payment}: {error}", "check chain.wallet.payment_address")
+        )
+    return checks
 
 
 def _chain_probe(url: str) -> list[Check]:
     return [chain_check(url, *_chain_id(url))]
 
 
-def _grid_probe(url: str) -> list[Check]:
+def _grid_probe(url: str, api_key: str | None = None) -> list[Check]:
     status, _, error = _http(url)
-    return [grid_check(url, status, error)]
+    checks = [grid_check(url, status, error)]
+    if status is not None and api_key:
+        mine = url.rstrip("/") + "/v1/nodes/mine"
+        key_status, _, key_error = _http(mine, headers={"Authorization": f"Bearer {api_key}"})
+        checks.append(grid_key_check(url, key_status, key_error))
+    return checks
 
 
 def _nvml(config: Config) -> Check:
@@ -391,8 +459,10 @@ def run_checks(config_path: Path | None, state_dir: Path | None = None) -> list[
     if config.chain.enabled:
         for url in config.chain.all_rpc_urls():
             checks += _guarded("chain rpc", functools.partial(_chain_probe, url))
+        checks += _guarded("wallet", functools.partial(_wallet_probe, config))
     if config.grid.enabled and config.grid.url:
-        checks += _guarded("orchestrator", functools.partial(_grid_probe, config.grid.url))
+        key = config.grid.api_key.get_secret_value() if config.grid.api_key else None
+        checks += _guarded("orchestrator", functools.partial(_grid_probe, config.grid.url, key))
     if client is not None:
         client.close()
     return checks

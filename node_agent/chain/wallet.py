@@ -30,7 +30,7 @@ class NodeKey:
         return bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
 
 
-def _from_config(wallet: WalletConfig) -> NodeKey:
+def key_from_config(wallet: WalletConfig) -> NodeKey:
     if wallet.private_key is not None:
         secret = wallet.private_key.get_secret_value().strip()
         key = secret if secret.startswith("0x") else "0x" + secret
@@ -62,4 +62,4 @@ def _from_config(wallet: WalletConfig) -> NodeKey:
 
 async def load_key(wallet: WalletConfig) -> NodeKey:
     """Load the key off the event loop (keystore decryption is deliberately slow: scrypt)."""
-    return await asyncio.get_running_loop().run_in_executor(None, _from_config, wallet)
+    return await asyncio.get_running_loop().run_in_executor(None, key_from_config, wallet)

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from eth_account import Account
 
 from node_agent import doctor
+from node_agent.config import parse_config
 from node_agent.status import Fetched, combined, render, verdict
 
 HEALTHY: dict[str, Any] = {
@@ -110,6 +112,10 @@ def test_urls_are_shown_without_their_secrets() -> None:
     assert doctor.grid_check(url, 404, None).status == "ok"
 
 
+GOOD_KEY = "jg_good_provider_key"
+NODE_KEY = "0x" + "11" * 32
+
+
 class _Rpc(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -120,6 +126,12 @@ class _Rpc(http.server.BaseHTTPRequestHandler):
         self.wfile.write(answer)
 
     def do_GET(self) -> None:
+        if self.path.endswith("/v1/nodes/mine"):  # the orchestrator's provider route
+            good = self.headers.get("Authorization") == f"Bearer {GOOD_KEY}"
+            self.send_response(200 if good else 401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_response(404)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -148,3 +160,37 @@ def test_chain_and_orchestrator_probes(rpc_url: str) -> None:
     assert grid.status == "ok" and "HTTP 404" in grid.detail
     [down] = doctor._grid_probe("http://127.0.0.1:1/")
     assert down.status == "fail"
+
+
+def test_wallet_and_orchestrator_key_verdicts() -> None:
+    assert doctor.wallet_check("0xabc", 0, None).status == "warn"
+    assert doctor.wallet_check("0xabc", 10**18, None).detail == "0xabc: 1 ETH"
+    assert doctor.wallet_check("0xabc", None, "timed out").status == "fail"
+    assert doctor.grid_key_check("http://o", 200, None).status == "ok"
+    assert doctor.grid_key_check("http://o", 403, None).status == "fail"
+    assert doctor.grid_key_check("http://o", 404, None).status == "warn"
+
+
+def test_wallet_balance_and_key_probes(rpc_url: str) -> None:
+    config = parse_config(
+        {
+            "chain": {
+                "enabled": True,
+                "rpc_url": rpc_url,
+                "registry_address": "0x" + "22" * 20,
+                "wallet": {"private_key": NODE_KEY, "payment_address": "0x" + "33" * 20},
+            }
+        },
+        source="test",
+    )
+    node, payment = doctor._wallet_probe(config)
+    address = Account.from_key(NODE_KEY).address
+    # the test RPC answers 0x2105 (8453 wei) to every call
+    assert node.status == "ok" and node.detail == f"{address}: 8.453e-15 ETH"
+    assert payment.status == "ok" and payment.name == "payment wallet"
+    assert NODE_KEY[2:] not in repr(node) + repr(payment)
+    base = rpc_url.rsplit("/key/", 1)[0]
+    reach, key = doctor._grid_probe(base, GOOD_KEY)
+    assert reach.status == "ok" and key.status == "ok" and GOOD_KEY not in key.detail
+    _, refused = doctor._grid_probe(base, "jg_revoked")
+    assert refused.status == "fail" and "refused (HTTP 401)" in refused.detail

@@ -130,6 +130,31 @@ def _hand_written() -> dict[str, Schema]:
                 "services": {"type": "array", "items": {"type": "object"}},
                 "queues": {"type": "object"},
                 "health": {"type": "object"},
+                "pulls": {
+                    "type": "object",
+                    "description": "Image pulls in flight and the last few finished.",
+                    "required": ["active", "recent"],
+                    "properties": {
+                        "active": {"type": "array", "items": _ref("Pull")},
+                        "recent": {"type": "array", "items": _ref("Pull")},
+                    },
+                },
+            },
+        },
+        "Pull": {
+            "type": "object",
+            "required": ["image", "for", "started", "layers", "layers_done", "bytes"],
+            "properties": {
+                "image": string,
+                "for": {**string, "description": "'container <id>' or 'workload <job id>'"},
+                "started": number,
+                "finished": number,
+                "layers": integer,
+                "layers_done": integer,
+                "bytes": integer,
+                "total_bytes": integer,
+                "done": boolean,
+                "error": string,
             },
         },
         "OffchainJob": {
@@ -357,11 +382,15 @@ def build() -> dict[str, Any]:
             "get": op(
                 "get",
                 "/metrics",
-                "Prometheus text exposition (when metrics are enabled)." + info_note,
+                "Prometheus text exposition (when metrics are enabled); OpenMetrics when the "
+                "Accept header asks for application/openmetrics-text." + info_note,
                 {
                     "200": {
                         "description": "OK",
-                        "content": {"text/plain": {"schema": text}},
+                        "content": {
+                            "text/plain": {"schema": text},
+                            "application/openmetrics-text": {"schema": text},
+                        },
                     },
                     **_errors(),
                 },

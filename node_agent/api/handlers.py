@@ -70,6 +70,56 @@ async def read_json(request: web.BaseRequest, *, force: bool = False) -> Any:
     return jsonpolicy.loads(raw)
 
 
+def run_checks(ctx: NodeContext) -> dict[str, dict[str, Any]]:
+    """Every component's health check; one that raises reports itself unhealthy."""
+    checks: dict[str, dict[str, Any]] = {}
+    for name, check in ctx.health_checks.items():
+        try:
+            checks[name] = check()
+        except Exception as exc:
+            checks[name] = {"status": "unhealthy", "reason": f"health check failed: {exc}"}
+    return checks
+
+
+def health_body(ctx: NodeContext) -> tuple[int, dict[str, Any]]:
+    """``GET /health``'s status and body (the status page shows the same)."""
+    checks = run_checks(ctx)
+    if ctx.draining:
+        return 503, {"status": "stopping", "checks": checks}
+    if checks.get("jobs", {}).get("status") == "unhealthy":  # nothing can be recorded
+        return 503, {"status": "unhealthy", "checks": checks}
+    return 200, {"status": "healthy", "checks": checks}
+
+
+def info_body(ctx: NodeContext) -> dict[str, Any]:
+    """``GET /info``'s body: Infernet's fields, then each optional component's section."""
+    chain = ctx.chain
+    body: dict[str, Any] = {
+        "version": INFERNET_COMPAT_VERSION,
+        "agent_version": __version__,
+        "containers": [
+            {k: c.describe()[k] for k in ("id", "description", "external", "image")}
+            for c in ctx.containers.running()
+        ],
+        "pending": {
+            "offchain": ctx.jobs.store.running_count(),
+            "onchain": chain.pending_count() if chain else 0,
+        },
+        "chain": {"enabled": chain is not None, "address": chain.address if chain else ""},
+        "services": ctx.containers.describe(),
+        "queues": ctx.jobs.admission.queue_depth(),
+        "health": run_checks(ctx),
+    }
+    if chain is not None:
+        body["chain"].update(chain.status())
+    for name, section in ctx.info_sections.items():
+        try:
+            body[name] = section()
+        except Exception as exc:
+            body[name] = {"error": str(exc)}
+    return body
+
+
 class Handlers:
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
@@ -77,51 +127,13 @@ class Handlers:
 
     # --- status and discovery ----------------------------------------------------------------
 
-    def _checks(self) -> dict[str, dict[str, Any]]:
-        checks: dict[str, dict[str, Any]] = {}
-        for name, check in self.ctx.health_checks.items():
-            try:
-                checks[name] = check()
-            except Exception as exc:
-                checks[name] = {"status": "unhealthy", "reason": f"health check failed: {exc}"}
-        return checks
-
     async def health(self, request: web.BaseRequest) -> web.Response:
         """``healthy`` while the node accepts jobs; components report their own state."""
-        checks = self._checks()
-        if self.ctx.draining:
-            return json_response({"status": "stopping", "checks": checks}, status=503)
-        if checks.get("jobs", {}).get("status") == "unhealthy":  # nothing can be recorded
-            return json_response({"status": "unhealthy", "checks": checks}, status=503)
-        return json_response({"status": "healthy", "checks": checks})
+        status, body = health_body(self.ctx)
+        return json_response(body, status=status)
 
     async def info(self, request: web.BaseRequest) -> web.Response:
-        ctx = self.ctx
-        chain = ctx.chain
-        body: dict[str, Any] = {
-            "version": INFERNET_COMPAT_VERSION,
-            "agent_version": __version__,
-            "containers": [
-                {k: c.describe()[k] for k in ("id", "description", "external", "image")}
-                for c in ctx.containers.running()
-            ],
-            "pending": {
-                "offchain": ctx.jobs.store.running_count(),
-                "onchain": chain.pending_count() if chain else 0,
-            },
-            "chain": {"enabled": chain is not None, "address": chain.address if chain else ""},
-            "services": ctx.containers.describe(),
-            "queues": ctx.jobs.admission.queue_depth(),
-            "health": self._checks(),
-        }
-        if chain is not None:
-            body["chain"].update(chain.status())
-        for name, section in ctx.info_sections.items():
-            try:
-                body[name] = section()
-            except Exception as exc:
-                body[name] = {"error": str(exc)}
-        return json_response(body)
+        return json_response(info_body(self.ctx))
 
     async def resources(self, request: web.BaseRequest) -> web.Response:
         """Fan out to every container's ``/service-resources``, bounded and cached, so the
@@ -156,12 +168,10 @@ class Handlers:
         return json_response(body)
 
     async def metrics(self, request: web.BaseRequest) -> web.Response:
-        """Prometheus text exposition (node_agent.metrics)."""
+        """Prometheus exposition (node_agent.metrics), in the format ``Accept`` asks for."""
         assert self.ctx.metrics is not None
-        return web.Response(
-            body=self.ctx.metrics().encode(),
-            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
-        )
+        body, content_type = self.ctx.metrics(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     # --- jobs --------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""``node-agent`` command line: run | check-config | gpus | api-key | status | doctor | version."""
+"""``node-agent`` command line: run | check-config | gpus | api-key | status | doctor | job |
+completion | version."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import asyncio
 import sys
 from pathlib import Path
 
-from node_agent import INFERNET_COMPAT_VERSION, __version__
 from node_agent.config import Config, find_config_path, load_config, resolve_state_dir
 from node_agent.errors import ConfigError
 
@@ -23,7 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--strict", action="store_true", help="unknown keys are errors (exit 2), not warnings"
     )
-    sub.add_parser("version", help="print the version")
+    version = sub.add_parser(
+        "version", help="print the versions that matter (agent, Python, libraries, Docker, driver)"
+    )
+    version.add_argument("--json", action="store_true", help="machine-readable output")
+    version.add_argument("--short", action="store_true", help="the agent's version only")
     gpus = sub.add_parser("gpus", help="show the GPUs NVML sees (capacity and health)")
     gpus.add_argument("--json", action="store_true", help="machine-readable output")
     gpus.add_argument("--config", type=Path, help="config file (for the gpus: section)")
@@ -47,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--config", type=Path)
     doctor.add_argument("--state-dir", type=Path)
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    from node_agent.jobcli import add_job_parser
+
+    add_job_parser(sub)
+    completion = sub.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=("bash", "zsh"))
     return parser
 
 
@@ -86,9 +95,23 @@ def _api_key_command(args: argparse.Namespace, config: Config) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "version":
-        print(f"node-agent {__version__} (Infernet API {INFERNET_COMPAT_VERSION})")
+    if args.command == "job":
+        from node_agent.jobcli import job_command
+
+        return job_command(args)
+    if args.command == "completion":
+        import shtab
+
+        print(shtab.complete(_parser(), shell=args.shell))
         return 0
+    if args.command == "version":
+        from node_agent.config import LogConfig
+        from node_agent.logging import configure_logging
+        from node_agent.version import version_command
+
+        # stdout carries the versions; the probes' log lines (no NVML here) would repeat them.
+        configure_logging(LogConfig(level="ERROR"), stream=sys.stderr)
+        return version_command(json_output=args.json, short=args.short, out=sys.stdout)
     if args.command == "doctor":
         from node_agent.config import LogConfig
         from node_agent.doctor import doctor_command

@@ -4,7 +4,8 @@
 #   sudo scripts/install.sh [--wheel FILE] [--no-start] [--root DIR]
 #
 # Creates the node-agent user (sysusers.d), a virtual environment in /opt/node-agent/venv with
-# the package, /etc/node-agent/config.yaml (secure defaults, only if absent), the root-only
+# the package (a wheel built from this checkout, or --wheel FILE; dependencies pinned by
+# constraints.txt), /etc/node-agent/config.yaml (secure defaults, only if absent), the root-only
 # credentials directory, and the unit; then enables and starts it. Idempotent: a re-run upgrades
 # the package and unit files and leaves config and credentials alone.
 #
@@ -75,7 +76,18 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV" ||
         die "cannot create a virtual environment (apt-get install python3-venv)"
 fi
-target="${WHEEL:-$SRC_DIR}"
+if [ -n "$WHEEL" ]; then
+    target="$WHEEL"
+else
+    # What gets installed is a wheel, the same artifact `pip install node-agent` gives: the
+    # status page, ABIs and compiled contracts are its package data, not files of this checkout.
+    build_dir="$(mktemp -d)"
+    trap 'rm -rf "$build_dir"' EXIT
+    log "building the node-agent wheel"
+    "$VENV/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps \
+        -w "$build_dir" "$SRC_DIR" >&2 || die "cannot build the wheel from $SRC_DIR"
+    target="$(ls "$build_dir"/node_agent-*.whl)"
+fi
 log "installing node-agent from $target"
 # The versions CI tested (constraints.txt), not whatever resolves on the day of the install.
 constraints=()

@@ -89,6 +89,12 @@ def test_files_land_with_their_modes(installed: Path) -> None:
     assert any(
         line.startswith("node-agent:") for line in (root / "etc" / "passwd").read_text().split()
     )
+    # Installed from the wheel install.sh built (not from the checkout), package data included.
+    venv = root / "opt" / "node-agent" / "venv"
+    (dist_info,) = venv.glob("lib/python3*/site-packages/node_agent-*.dist-info")
+    assert (dist_info / "direct_url.json").read_text().count(".whl") == 1
+    (package,) = venv.glob("lib/python3*/site-packages/node_agent")
+    assert (package / "abi" / "Coordinator.json").is_file()
 
 
 def test_installed_config_runs_no_image_nobody_named(installed: Path) -> None:

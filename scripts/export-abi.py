@@ -33,9 +33,16 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "Registry": ("Registry.sol", "Registry"),
     "Consumer": ("IConsumer.sol", "IConsumer"),
     "Delegator": ("IConsumer.sol", "IDelegator"),
+    # payments (created by the Coordinator; node and consumers call them)
+    "Wallet": ("Wallet.sol", "Wallet"),
+    "WalletFactory": ("WalletFactory.sol", "WalletFactory"),
+    "Fee": ("Fee.sol", "Fee"),
+    "Verifier": ("IVerifier.sol", "IVerifier"),
+    "ERC20": ("IERC20.sol", "IERC20"),
 }
 
-# Contracts the deploy module creates: the core set and the example consumers.
+# Contracts the deploy module creates: the core set (the Coordinator creates Inbox, Fee and
+# WalletFactory itself), the example consumers, and the example verifiers and token for paid demos.
 DEPLOYED = (
     "Coordinator",
     "Reader",
@@ -43,6 +50,9 @@ DEPLOYED = (
     "ExampleSubscriptionConsumer",
     "ExampleCallbackConsumer",
     "ExampleDelegatorConsumer",
+    "ExampleAtomicVerifier",
+    "ExampleOptimisticVerifier",
+    "ExampleToken",
 )
 
 

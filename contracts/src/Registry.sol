@@ -2,11 +2,16 @@
 pragma solidity ^0.8.24;
 
 import {IRegistry} from "./interfaces/IRegistry.sol";
+import {ICoordinator} from "./interfaces/ICoordinator.sol";
 
 /// @title Registry
 /// @notice Where consumers and nodes find the deployment (SDK getters). Deployed last, so no
-/// precomputed CREATE addresses are needed. FEE and WALLET_FACTORY are zero until payments exist.
+/// precomputed CREATE addresses are needed. The Coordinator creates its Fee and WalletFactory: pass
+/// them, or address(0) to take the Coordinator's; any other address would point nodes and consumers
+/// at contracts the Coordinator does not use, so it is refused.
 contract Registry is IRegistry {
+    error RegistryMismatch();
+
     address public immutable COORDINATOR;
     address public immutable INBOX;
     address public immutable READER;
@@ -17,7 +22,12 @@ contract Registry is IRegistry {
         COORDINATOR = coordinator;
         INBOX = inbox;
         READER = reader;
-        FEE = fee;
-        WALLET_FACTORY = walletFactory;
+        FEE = _coordinators(fee, ICoordinator(coordinator).fee());
+        WALLET_FACTORY = _coordinators(walletFactory, ICoordinator(coordinator).walletFactory());
+    }
+
+    function _coordinators(address given, address actual) private pure returns (address) {
+        if (given != address(0) && given != actual) revert RegistryMismatch();
+        return actual;
     }
 }

@@ -27,6 +27,15 @@ struct InboxItem {
     bytes proof;
 }
 
+/// @notice An open proof verification (SDK layout, 2 slots): the node's Wallet holds the node's stake
+/// (`paymentAmount`) locked, the consumer's Wallet holds `consumerEscrowed` locked for the node. Stored
+/// under keccak256(abi.encode(subscriptionId, interval, node)); `expiry == 0` means none.
+struct ProofRequest {
+    uint32 expiry;
+    address nodeWallet;
+    uint256 consumerEscrowed;
+}
+
 /// @notice One row of `Reader.readStatusBatch`: everything a node needs to decide what it can deliver.
 /// `currentInterval` is 0 when the subscription is missing, cancelled or not yet active.
 struct SubscriptionStatus {

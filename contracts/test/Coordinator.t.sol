@@ -58,13 +58,15 @@ contract CoordinatorTest is Fixture {
         coordinator.createSubscription("c", 2, 0, 1, false, address(0), 0, address(0), address(0));
     }
 
-    function test_CreateSubscription_RevertsOnPaymentAmount() public {
-        vm.expectRevert(ICoordinator.PaymentsNotSupported.selector);
+    function test_CreateSubscription_RevertsOnPaymentFromNonFactoryWallet() public {
+        vm.expectRevert(ICoordinator.InvalidWallet.selector);
         coordinator.createSubscription("c", 1, 0, 1, false, address(0), 1, address(0), address(0));
+        vm.expectRevert(ICoordinator.InvalidWallet.selector);
+        coordinator.createSubscription("c", 1, 0, 1, false, address(0), 1, address(0xbeef), address(0));
     }
 
-    function test_CreateSubscription_RevertsOnVerifier() public {
-        vm.expectRevert(ICoordinator.PaymentsNotSupported.selector);
+    function test_CreateSubscription_RevertsOnVerifierWithoutPayment() public {
+        vm.expectRevert(ICoordinator.VerifierRequiresPayment.selector);
         coordinator.createSubscription("c", 1, 0, 1, false, address(0), 0, address(0), address(0x1234));
     }
 

@@ -234,10 +234,11 @@ contract DelegationTest is Fixture {
         expectCreateRevert(sub, ICoordinator.EmptyContainerId.selector);
         sub = delegatedSub(T0, 60, 1, 1);
         sub.paymentAmount = 1 ether;
-        expectCreateRevert(sub, ICoordinator.PaymentsNotSupported.selector);
+        sub.wallet = address(0xbeef);
+        expectCreateRevert(sub, ICoordinator.InvalidWallet.selector);
         sub = delegatedSub(T0, 60, 1, 1);
         sub.verifier = address(0x1234);
-        expectCreateRevert(sub, ICoordinator.PaymentsNotSupported.selector);
+        expectCreateRevert(sub, ICoordinator.VerifierRequiresPayment.selector);
     }
 
     function expectCreateRevert(Subscription memory sub, bytes4 err) internal {

@@ -17,8 +17,8 @@ contract PeripheryTest is Fixture {
         vm.assertEq(registry.COORDINATOR(), address(coordinator), "coordinator");
         vm.assertEq(registry.INBOX(), address(inbox), "inbox");
         vm.assertEq(registry.READER(), address(reader), "reader");
-        vm.assertEq(registry.FEE(), address(0), "no fee contract yet");
-        vm.assertEq(registry.WALLET_FACTORY(), address(0), "no wallet factory yet");
+        vm.assertEq(registry.FEE(), coordinator.fee(), "the coordinator's Fee (passed as 0)");
+        vm.assertEq(registry.WALLET_FACTORY(), coordinator.walletFactory(), "the coordinator's WalletFactory");
         vm.assertEq(inbox.COORDINATOR(), address(coordinator), "inbox bound to coordinator");
     }
 

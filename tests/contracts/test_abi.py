@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from eth_utils import keccak
 from web3 import AsyncWeb3
+from web3.logs import DISCARD
 
-from tests.support.anvil import DeployedChain
+from tests.support.anvil import DEPLOYER_KEY, DeployedChain, transact
 
 pytestmark = pytest.mark.chain
 
@@ -39,6 +40,8 @@ SDK_COORDINATOR_FUNCTIONS = {
     "delegateCreatedIds(bytes32)": "60ed0f61",
     "maxSubscriberNonce(address)": "7fb61b27",
     "eip712Domain()": "84b0196e",
+    "proofRequests(bytes32)": "c34cf5c7",
+    "finalizeProofVerification(uint32,uint32,address,bool)": "196ab123",
 }
 SDK_READER_FUNCTIONS = {
     "readSubscriptionBatch(uint32,uint32)": "3ddc29f5",
@@ -60,6 +63,10 @@ SDK_ERRORS = {
     "SignerMismatch()": "10c74b03",
     "InvalidSignature()": "8baa579f",
     "Reentrancy()": "ab143c06",
+    "InvalidWallet()": "23455ba1",
+    "UnsupportedVerifierToken()": "e2372799",
+    "UnauthorizedVerifier()": "b9857aa1",
+    "ProofRequestNotFound()": "1d68b37c",
 }
 SDK_EVENTS = {
     "SubscriptionCreated(uint32)": (
@@ -72,6 +79,48 @@ SDK_EVENTS = {
         "c68fb0ae5cea2793405d29014d881bcda18f67122e0bcd7d0a577e118b64e4c8"
     ),
 }
+# The reference gives ProofVerified's topic0 by its first four bytes only.
+PROOF_VERIFIED = ("ProofVerified(uint32,uint32,address,bool,address,bool)", "af155661")
+
+# Payments (reference sections 2.1, 2.4, 2.5, 5 and 9): the SDK v1.1 functions by signature, the
+# errors with the reference's selectors, the events with the SDK's spelling and indexed fields.
+SDK_PAYMENT_FUNCTIONS = {
+    "Wallet": [
+        "owner()",
+        "allowance(address,address)",
+        "withdraw(address,uint256)",
+        "approve(address,address,uint256)",
+        "cTransfer(address,address,address,uint256)",
+        "cLock(address,address,uint256)",
+        "cUnlock(address,address,uint256)",
+    ],
+    "WalletFactory": ["createWallet(address)", "isValidWallet(address)"],
+    "Fee": ["FEE()", "FEE_RECIPIENT()", "updateFee(uint16)", "owner()"],
+    "Verifier": [
+        "getWallet()",
+        "isSupportedToken(address)",
+        "fee(address)",
+        "requestProofVerification(uint32,uint32,address,bytes)",
+    ],
+}
+SDK_WALLET_ERRORS = {
+    "InsufficientFunds()": "356680b7",
+    "InsufficientAllowance()": "13be252b",
+    "TransferFailed()": "90b8ec18",
+    "ETHTransferFailed()": "b12d13eb",
+    "NotCoordinator()": "9ec853e6",
+}
+# event signature -> indexed flags of its inputs
+SDK_PAYMENT_EVENTS = {
+    "Wallet": {
+        "Withdrawl(address,uint256)": [False, False],
+        "Approval(address,address,uint256)": [True, False, False],
+        "Escrow(address,address,uint256,bool)": [True, False, False, False],
+        "Transfer(address,address,address,uint256)": [True, False, True, False],
+    },
+    "WalletFactory": {"WalletCreated(address,address,address)": [True, True, False]},
+    "Coordinator": {PROOF_VERIFIED[0]: [True, True, True, False, False, False]},
+}
 
 
 def _canonical_type(entry: dict[str, object]) -> str:
@@ -82,7 +131,7 @@ def _canonical_type(entry: dict[str, object]) -> str:
     return kind
 
 
-def _signatures(name: str, kind: str) -> dict[str, str]:
+def _signatures(name: str, kind: str) -> dict[str, dict[str, Any]]:
     abi = json.loads((ABI_DIR / f"{name}.json").read_text())
     return {
         f"{e['name']}({','.join(_canonical_type(i) for i in e['inputs'])})": e
@@ -110,6 +159,30 @@ def test_function_selectors_match_the_sdk(abi_name: str, expected: dict[str, str
         assert signature in ours, f"{abi_name} lacks {signature}"
 
 
+@pytest.mark.parametrize(("abi_name", "signatures"), sorted(SDK_PAYMENT_FUNCTIONS.items()))
+def test_payment_functions_match_the_sdk(abi_name: str, signatures: list[str]) -> None:
+    ours = _signatures(abi_name, "function")
+    for signature in signatures:
+        assert signature in ours, f"{abi_name} lacks {signature}"
+
+
+@pytest.mark.parametrize(("abi_name", "events"), sorted(SDK_PAYMENT_EVENTS.items()))
+def test_payment_events_match_the_sdk(abi_name: str, events: dict[str, list[bool]]) -> None:
+    ours = _signatures(abi_name, "event")
+    for signature, indexed in events.items():
+        assert signature in ours, f"{abi_name} lacks event {signature}"
+        assert [i["indexed"] for i in ours[signature]["inputs"]] == indexed, signature
+    assert keccak(text=PROOF_VERIFIED[0]).hex().startswith(PROOF_VERIFIED[1])
+
+
+def test_wallet_errors_match_the_sdk() -> None:
+    wallet = _signatures("Wallet", "error")
+    shipped = {f"{e['name']}()" for e in json.loads((ABI_DIR / "Errors.json").read_text())}
+    for signature, selector in SDK_WALLET_ERRORS.items():
+        assert _selector(signature) == selector, f"reference table typo for {signature}"
+        assert signature in wallet and signature in shipped, signature
+
+
 def test_errors_and_events_match_the_sdk() -> None:
     errors = _signatures("Coordinator", "error")
     for signature, selector in SDK_ERRORS.items():
@@ -134,13 +207,40 @@ async def test_deployed_coordinator_dispatches_sdk_selectors(
 
 async def test_registry_points_at_the_deployment(chain: DeployedChain, w3: AsyncWeb3[Any]) -> None:
     registry = chain.contract(w3, "Registry", chain.deployment.registry)
+    coordinator = chain.contract(w3, "Coordinator", chain.deployment.coordinator)
     d = chain.deployment
     assert await registry.functions.COORDINATOR().call() == d.coordinator
     assert await registry.functions.INBOX().call() == d.inbox
     assert await registry.functions.READER().call() == d.reader
-    assert int(await registry.functions.FEE().call(), 16) == 0
-    assert int(await registry.functions.WALLET_FACTORY().call(), 16) == 0
+    fee = await registry.functions.FEE().call()
+    factory = await registry.functions.WALLET_FACTORY().call()
+    assert fee == await coordinator.functions.fee().call() and int(fee, 16) != 0
+    assert factory == await coordinator.functions.walletFactory().call() and int(factory, 16) != 0
     assert d.chain_id == chain.anvil.chain_id
+
+
+async def test_deployed_payment_contracts_dispatch_sdk_selectors(
+    chain: DeployedChain, w3: AsyncWeb3[Any]
+) -> None:
+    registry = chain.contract(w3, "Registry", chain.deployment.registry)
+    factory_address = await registry.functions.WALLET_FACTORY().call()
+    fee_address = await registry.functions.FEE().call()
+    factory = chain.contract(w3, "WalletFactory", factory_address)
+    # A Wallet only exists once created: create one and read its runtime code.
+    create = factory.functions.createWallet(chain.deployment.coordinator)
+    receipt = await transact(w3, DEPLOYER_KEY, create)
+    (created,) = factory.events.WalletCreated().process_receipt(receipt, errors=DISCARD)
+    wallet = created["args"]["wallet"]
+    codes = {
+        "Wallet": bytes(await w3.eth.get_code(w3.to_checksum_address(wallet))),
+        "WalletFactory": bytes(await w3.eth.get_code(w3.to_checksum_address(factory_address))),
+        "Fee": bytes(await w3.eth.get_code(w3.to_checksum_address(fee_address))),
+    }
+    for name, code in codes.items():
+        for signature in SDK_PAYMENT_FUNCTIONS[name]:
+            assert bytes.fromhex(_selector(signature)) in code, (
+                f"{name} does not dispatch {signature}"
+            )
 
 
 def test_committed_abi_json_matches_a_fresh_build() -> None:

@@ -17,6 +17,20 @@ contract ExampleCallbackConsumer is CallbackConsumer, DeliveryRecorder {
         return _requestCompute(containerId, inputs, redundancy, address(0), 0, address(0), address(0));
     }
 
+    /// @notice A paid one-shot request: `wallet` (a factory Wallet) must let this contract spend
+    /// `paymentToken`; `verifier` (optional) checks the proof.
+    function requestPaidCompute(
+        string calldata containerId,
+        bytes calldata inputs,
+        uint16 redundancy,
+        address paymentToken,
+        uint256 paymentAmount,
+        address wallet,
+        address verifier
+    ) external returns (uint32) {
+        return _requestCompute(containerId, inputs, redundancy, paymentToken, paymentAmount, wallet, verifier);
+    }
+
     function _receiveCompute(
         uint32 subscriptionId,
         uint32 interval,

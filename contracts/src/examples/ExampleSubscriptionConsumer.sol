@@ -5,8 +5,9 @@ import {SubscriptionConsumer} from "../consumer/SubscriptionConsumer.sol";
 import {DeliveryRecorder} from "./DeliveryRecorder.sol";
 
 /// @title ExampleSubscriptionConsumer
-/// @notice Recurring consumer for demos: anyone may open a subscription through it; the owner sets the
-/// on-chain inputs nodes read via `getContainerInputs`; every delivery is recorded per interval.
+/// @notice Recurring consumer for demos: anyone may open a subscription (free or paid) through it; the
+/// owner sets the on-chain inputs nodes read via `getContainerInputs`; every delivery is recorded per
+/// interval.
 contract ExampleSubscriptionConsumer is SubscriptionConsumer, DeliveryRecorder {
     bytes public containerInputs;
 
@@ -23,6 +24,24 @@ contract ExampleSubscriptionConsumer is SubscriptionConsumer, DeliveryRecorder {
     ) external returns (uint32) {
         return _createComputeSubscription(
             containerId, frequency, period, redundancy, lazy, address(0), 0, address(0), address(0)
+        );
+    }
+
+    /// @notice A paid subscription: `wallet` (a factory Wallet) must let this contract spend
+    /// `paymentToken`; `verifier` (optional) checks each delivery's proof.
+    function createPaidSubscription(
+        string calldata containerId,
+        uint32 frequency,
+        uint32 period,
+        uint16 redundancy,
+        bool lazy,
+        address paymentToken,
+        uint256 paymentAmount,
+        address wallet,
+        address verifier
+    ) external returns (uint32) {
+        return _createComputeSubscription(
+            containerId, frequency, period, redundancy, lazy, paymentToken, paymentAmount, wallet, verifier
         );
     }
 

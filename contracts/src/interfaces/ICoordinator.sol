@@ -11,6 +11,17 @@ interface ICoordinator {
     event SubscriptionCreated(uint32 indexed id);
     event SubscriptionCancelled(uint32 indexed id);
     event SubscriptionFulfilled(uint32 indexed id, address indexed node);
+    /// @notice A proof request was settled. `active`: settled before its expiry (by the verifier);
+    /// `verifier`: who finalized; `valid`: the outcome applied (true = paid to the node, false = the
+    /// node's stake slashed to the consumer; always true once expired).
+    event ProofVerified(
+        uint32 indexed id,
+        uint32 indexed interval,
+        address indexed node,
+        bool active,
+        address verifier,
+        bool valid
+    );
 
     // ---- errors (SDK names and selectors) ----
     error SubscriptionNotFound();
@@ -24,14 +35,21 @@ interface ICoordinator {
     error SignerMismatch();
     error InvalidSignature();
     error Reentrancy();
+    error InvalidWallet();
+    error UnsupportedVerifierToken();
+    error UnauthorizedVerifier();
+    error ProofRequestNotFound();
 
     // ---- errors (new: validation the SDK lacks) ----
     error ZeroFrequency();
     error ZeroRedundancy();
     error EmptyContainerId();
     error OneShotFrequencyNotOne();
-    error PaymentsNotSupported();
     error DelegateNonceReused();
+    /// @notice A verifier on a free subscription (the SDK silently ignores it: no proof is checked).
+    error VerifierRequiresPayment();
+    /// @notice The verifier's fee exceeds what is left of the payment after the protocol fee (SDK: panic).
+    error VerifierFeeTooHigh();
 
     // ---- subscriptions ----
     function id() external view returns (uint32);
@@ -61,6 +79,23 @@ interface ICoordinator {
         bytes memory proof,
         address nodeWallet
     ) external;
+
+    // ---- payments and proofs ----
+    /// @notice Open proof request per keccak256(abi.encode(subscriptionId, interval, node)).
+    function proofRequests(bytes32 key)
+        external
+        view
+        returns (uint32 expiry, address nodeWallet, uint256 consumerEscrowed);
+    /// @notice Settles a proof request: the subscription's verifier before `expiry` (valid: the
+    /// consumer's escrow goes to the node's Wallet and the node's stake is unlocked; invalid: the node's
+    /// stake goes to the consumer's Wallet and the consumer's escrow is unlocked), anyone after it (always
+    /// in the node's favour).
+    function finalizeProofVerification(uint32 subscriptionId, uint32 interval, address node, bool valid)
+        external;
+    /// @notice The protocol Fee contract (created by the Coordinator; its owner is the fee recipient).
+    function fee() external view returns (address);
+    /// @notice The WalletFactory whose Wallets paid subscriptions and nodes must use.
+    function walletFactory() external view returns (address);
 
     // ---- EIP-712 delegation ----
     function delegateCreatedIds(bytes32 key) external view returns (uint32);

@@ -83,6 +83,11 @@ contract NoopConsumer is HostileConsumer {
     function recurring(uint32 frequency, uint32 period, bool lazy) external returns (uint32) {
         return _createComputeSubscription("noop", frequency, period, 1, lazy, address(0), 0, address(0), address(0));
     }
+
+    /// @notice A paid one-shot subscription (measures the Coordinator's own paid-delivery cost).
+    function paidRequest(address token, uint256 amount, address wallet, address verifier) external returns (uint32) {
+        return _createComputeSubscription("noop", 1, 0, 1, false, token, amount, wallet, verifier);
+    }
 }
 
 /// @notice A Delegator that does nothing with deliveries: Coordinator-only cost of delegated delivery.

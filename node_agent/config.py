@@ -31,6 +31,7 @@ from node_agent.chain.settings import OnchainConfig
 from node_agent.errors import ConfigError
 from node_agent.gpu.config import GpusConfig
 from node_agent.grid.config import GridConfig
+from node_agent.ui.config import UiConfig
 from node_agent.workloads.config import WorkloadsConfig
 
 # Docker container names: the id is also the managed container's name.
@@ -381,6 +382,7 @@ class Config(_Model):
     grid: GridConfig = GridConfig()
     api_keys: ApiKeysConfig = ApiKeysConfig()
     workloads: WorkloadsConfig = WorkloadsConfig()
+    ui: UiConfig = UiConfig()
 
     @model_validator(mode="after")
     def _containers_consistent(self) -> Config:

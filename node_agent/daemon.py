@@ -49,6 +49,7 @@ from node_agent.reload import (
 )
 from node_agent.sdnotify import Notifier, Watchdog
 from node_agent.tasks import TaskSupervisor, run_forever
+from node_agent.ui.page import StatusPage
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +92,7 @@ class Daemon:
         self.ctx: NodeContext | None = None
         self.chain: Any = None  # node_agent.chain.service.ChainService when chain.enabled
         self.workloads: Any = None  # node_agent.workloads.node.WorkloadNode when enabled
+        self.status_page: StatusPage | None = None  # GET /ui, when ui.enabled
         self.tls: TlsCertificate | None = None
         # Changed settings that wait for a restart (named in STATUS= and the reload's log).
         self.restart_pending: tuple[str, ...] = ()
@@ -141,11 +143,15 @@ class Daemon:
             self.workloads.attach(self.ctx)
             self.workloads.serve_as_containers(self.manager, self.jobs, client, self.tasks.spawn)
             self.provider.attach_workloads(self.workloads)
+        if config.ui.enabled:
+            self.status_page = await self._status_page()
         # Settled before the first request: a client must never read a job that the previous
         # process left running as if it were still running (one indexed read, milliseconds).
         await self.jobs.recover(config.jobs.on_restart)
         await self._serve(create_server(self.ctx))
         self.tasks.spawn(self._bring_up_containers(), name="containers-start")
+        if self.status_page is not None:
+            self.tasks.spawn(self.status_page.run(self.stopping), name="ui-sampler")
         self.tasks.spawn(
             run_forever(
                 self._prune, name="job-retention", interval=RETENTION_INTERVAL, stop=self.stopping
@@ -186,6 +192,22 @@ class Daemon:
         await site.start()
         addresses = self._runner.addresses
         self.port = addresses[0][1] if addresses else server.port
+
+    async def _status_page(self) -> StatusPage:
+        """The status page reads what /info and /health read, and the provider's job counts
+        and GPUs."""
+        assert self.ctx is not None
+        provider = self.provider
+        page = StatusPage(
+            self.config.ui,
+            self.ctx,
+            job_counts=provider.job_counts,
+            gpus=provider.inventory,
+            workloads=self.workloads,
+        )
+        await page.open()
+        self.ctx.route_extensions.append(page.register)
+        return page
 
     def _workload_node(self) -> Any:
         if not self.config.workloads.enabled:

@@ -273,6 +273,7 @@ def _hand_written() -> dict[str, Schema]:
                 "estimated_cost_max_usd": number,
             },
         },
+        **_ui_schemas(),
         "Runtime": {
             "type": "object",
             "required": ["job_id", "status", "log_tail", "log_tail_bytes"],
@@ -287,6 +288,168 @@ def _hand_written() -> dict[str, Schema]:
                 "log_tail": {"type": "string", "description": "The newest output, UTF-8."},
                 "log_tail_bytes": integer,
             },
+        },
+    }
+
+
+def _ui_schemas() -> dict[str, Schema]:
+    """The status page's document (``GET /ui/state``, node_agent.ui)."""
+    string, integer, number, boolean = (
+        {"type": "string"},
+        {"type": "integer"},
+        {"type": "number"},
+        {"type": "boolean"},
+    )
+    maybe_number, maybe_string = _nullable(number), _nullable(string)
+    strings = {"type": "array", "items": string}
+
+    def obj(required: list[str], **properties: Schema) -> Schema:
+        return {"type": "object", "required": required, "properties": properties}
+
+    gpu_ref = obj([], index=_nullable(integer), uuid=maybe_string, family=maybe_string)
+    gpu_ref["properties"]["name"] = maybe_string
+    device = obj(
+        ["key", "health", "reasons"],
+        key=string,
+        health=maybe_string,
+        reasons=strings,
+        memory_total=_nullable(integer),
+        power_limit_w=maybe_number,
+        util_pct=maybe_number,
+        memory_used=_nullable(integer),
+        temperature_c=maybe_number,
+        power_w=maybe_number,
+        **gpu_ref["properties"],
+    )
+    listed: Schema = {
+        "type": "object",
+        "required": ["items", "error"],
+        "properties": {"error": maybe_string},
+    }
+    return {
+        "UiState": obj(
+            [
+                "generated_at",
+                "poll_seconds",
+                "node",
+                "health",
+                "gpus",
+                "jobs",
+                "containers",
+                "chain",
+                "grid",
+                "recent_jobs",
+                "workloads",
+                "history",
+            ],
+            generated_at=number,
+            poll_seconds=number,
+            node=obj(
+                ["agent_version", "infernet_version", "status", "verdict"],
+                agent_version=string,
+                infernet_version=string,
+                status={"enum": ["healthy", "unhealthy", "stopping"]},
+                verdict={"enum": ["healthy", "degraded", "unhealthy", "unreachable"]},
+            ),
+            health=_ref("Health"),
+            gpus=obj(
+                ["monitoring", "devices"],
+                monitoring=boolean,
+                nvml_available=_nullable(boolean),
+                health=maybe_string,
+                reasons=strings,
+                remedy=maybe_string,
+                driver_version=maybe_string,
+                cuda_driver_version=maybe_string,
+                devices={"type": "array", "items": device},
+            ),
+            jobs=obj(
+                ["running_offchain", "pending_onchain", "queues"],
+                running_offchain=integer,
+                pending_onchain=integer,
+                queues={"type": "object", "additionalProperties": integer},
+            ),
+            containers={"type": "array", "items": {"type": "object"}},
+            chain={**obj(["enabled"], enabled=boolean), "description": "As in /info."},
+            grid={
+                **obj(["enabled"], enabled=boolean, url=maybe_string),
+                "description": "The reporter's status; url is the orchestrator's origin only.",
+            },
+            recent_jobs={
+                **listed,
+                "properties": {
+                    **listed["properties"],
+                    "items": {"type": "array", "items": _ref("UiJob")},
+                },
+            },
+            workloads={
+                **listed,
+                "required": ["enabled", "items", "error"],
+                "properties": {
+                    **listed["properties"],
+                    "enabled": boolean,
+                    "items": {"type": "array", "items": _ref("UiWorkload")},
+                },
+            },
+            history=obj(
+                ["interval", "window_seconds", "samples"],
+                interval=number,
+                window_seconds=number,
+                samples={"type": "array", "items": _ref("UiSample")},
+            ),
+        ),
+        "UiJob": obj(
+            ["id", "status", "containers", "created_at", "updated_at"],
+            id=string,
+            status={"enum": [s.value for s in JobStatus]},
+            containers=strings,
+            created_at=number,
+            updated_at=number,
+        ),
+        "UiWorkload": {
+            **obj(
+                ["job_id", "status", "gpus"],
+                job_id={"type": "string", "pattern": WORKLOAD_ID},
+                name=string,
+                status={"enum": [s.value for s in WorkloadStatus]},
+                workload_type=maybe_string,
+                image=string,
+                origin={"enum": ["push", "pull"]},
+                created_at=_nullable({"type": "string", "format": "date-time"}),
+                started_at=_nullable({"type": "string", "format": "date-time"}),
+                finished_at=_nullable({"type": "string", "format": "date-time"}),
+                runtime_seconds=maybe_number,
+                exit_code=_nullable(integer),
+                error=maybe_string,
+                queue_position=integer,
+                cancel_requested=boolean,
+                gpus={"type": "array", "items": gpu_ref},
+            ),
+            "description": "Never the command, arguments, environment or callback.",
+        },
+        "UiSample": {
+            **obj(
+                ["at", "jobs_per_second", "running", "queued", "latency", "gpus"],
+                at=number,
+                jobs_per_second=maybe_number,
+                running=integer,
+                queued=integer,
+                latency=obj(
+                    ["p50", "p90", "p99"], p50=maybe_number, p90=maybe_number, p99=maybe_number
+                ),
+                gpus={
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "array",
+                        "items": maybe_number,
+                        "minItems": 4,
+                        "maxItems": 4,
+                    },
+                    "description": "By GPU key: utilisation %, memory used (bytes), "
+                    "temperature (°C), power (W).",
+                },
+            ),
+            "description": "One sample of the sampler (every ui.sample_interval seconds).",
         },
     }
 
@@ -310,6 +473,10 @@ def _security(method: str, path: str) -> list[dict[str, list[str]]]:
     keyed: list[dict[str, list[str]]] = [{"bearerAuth": [s]} for s in wanted]
     keyed = keyed or [{"bearerAuth": []}]
     return keyed if path.startswith("/v1/") else [{}, *keyed]
+
+
+def _static(media: str) -> Schema:
+    return {"description": "OK", "content": {media: {"schema": {"type": "string"}}}}
 
 
 def _query(name: str, schema: Schema, description: str, **extra: Any) -> Schema:
@@ -402,6 +569,54 @@ def build() -> dict[str, Any]:
                 "/openapi.json",
                 "This document." + info_note,
                 {"200": _json({"type": "object"}), **_errors()},
+            )
+        },
+        "/": {
+            "get": op(
+                "get",
+                "/",
+                "Redirects to the status page.",
+                {"302": {"description": "To ui", "headers": {"Location": {"schema": text}}}},
+            )
+        },
+        "/ui": {
+            "get": op(
+                "get",
+                "/ui",
+                "The status page (static: its data comes from /ui/state).",
+                {"200": _static("text/html"), "304": {"description": "Not modified (ETag)"}},
+            )
+        },
+        "/ui/app.js": {
+            "get": op(
+                "get",
+                "/ui/app.js",
+                "The status page's script.",
+                {"200": _static("text/javascript"), "304": {"description": "Not modified"}},
+            )
+        },
+        "/ui/app.css": {
+            "get": op(
+                "get",
+                "/ui/app.css",
+                "The status page's style sheet.",
+                {"200": _static("text/css"), "304": {"description": "Not modified"}},
+            )
+        },
+        "/ui/state": {
+            "get": op(
+                "get",
+                "/ui/state",
+                "The status page's data: the node's state and the sampler's history (GPU "
+                "telemetry, job rate, queue, latency)." + info_note,
+                {"200": _json(_ref("UiState")), **_errors()},
+                parameters=[
+                    _query(
+                        "since",
+                        {"type": "number"},
+                        "Only the samples taken after this time (the newest 'at' the page has).",
+                    )
+                ],
             )
         },
         "/api/jobs": {

@@ -74,8 +74,9 @@ def is_workload_path(path: str) -> bool:
     return path == "/v1/jobs" or path.startswith("/v1/jobs/")
 
 
-# What ``api_keys.protect_info`` closes to callers without a key (/health stays open).
-INFO_PATHS = frozenset({"/info", "/resources", "/metrics", "/openapi.json"})
+# What ``api_keys.protect_info`` closes to callers without a key (/health stays open; so do
+# the status page's static files, /ui and its assets: its data comes from /ui/state).
+INFO_PATHS = frozenset({"/info", "/resources", "/metrics", "/openapi.json", "/ui/state"})
 
 
 def route_scope(method: str, path: str) -> Scope | tuple[Scope, ...] | None:

@@ -787,6 +787,20 @@ class JobStore:
         rows = rows[:limit]
         return [r[0] for r in rows], ((rows[-1][1], rows[-1][2]) if more else None)
 
+    async def recent(self, limit: int) -> list[tuple[str, str, list[str], float, float]]:
+        """The newest ``limit`` jobs of every client, newest first, for the status page: id,
+        status, containers, created and updated times; never a job's input or results."""
+
+        def query(conn: sqlite3.Connection) -> list[tuple[str, str, list[str], float, float]]:
+            rows = conn.execute(
+                "SELECT id, status, containers, created_at, updated_at FROM jobs"
+                " ORDER BY rowid DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [(r[0], r[1], orjson.loads(r[2]), r[3], r[4]) for r in rows]
+
+        return await self._query(query)
+
     async def wait_final(
         self, job_ids: Sequence[str], timeout: float, *, until: Literal["all", "any"] = "all"
     ) -> None:

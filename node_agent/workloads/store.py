@@ -289,6 +289,17 @@ class WorkloadStore:
 
         return await self._call(read)
 
+    async def recent(self, limit: int) -> list[Workload]:
+        """The newest ``limit`` jobs of every owner, newest first (the status page)."""
+
+        def read(db: sqlite3.Connection) -> list[Workload]:
+            rows = db.execute(
+                f"SELECT {COLUMNS} FROM workloads ORDER BY seq DESC LIMIT ?", (limit,)
+            ).fetchall()
+            return [_row_to_workload(r) for r in rows]
+
+        return await self._call(read)
+
     async def open_jobs(self) -> list[Workload]:
         """Every job not final yet, oldest first (what a restart must settle or resume)."""
 

@@ -19,6 +19,8 @@ from node_agent.api.app import api_routes
 from node_agent.api.handlers import Handlers
 from node_agent.auth.keys import INFO_PATHS
 from node_agent.daemon import Daemon
+from node_agent.ui.config import UiConfig
+from node_agent.ui.page import StatusPage
 from node_agent.workloads.api import _SUBROUTES, PREFIX, WorkloadHandlers
 from tests.support.agent import running_agent
 from tests.workloads.support import FINAL, draft, make_key, node_config, wait_status
@@ -26,7 +28,10 @@ from tests.workloads.support import FINAL, draft, make_key, node_config, wait_st
 DOC = openapi.build()
 # Answers carry no field the document leaves out (where a schema is open for clients, e.g.
 # Workload, so that the node may add fields, the test still holds the node to the list).
-CLOSED = ("Health", "JobResult", "IdPage", "Workload", "WorkloadPage", "Estimate", "Runtime")
+CLOSED = (
+    *("Health", "JobResult", "IdPage", "Workload", "WorkloadPage", "Estimate", "Runtime"),
+    *("UiState", "UiJob", "UiWorkload", "UiSample"),
+)
 COMPONENTS = copy.deepcopy(DOC["components"])
 for _name in CLOSED:
     COMPONENTS["schemas"][_name].setdefault("additionalProperties", False)
@@ -75,6 +80,7 @@ def test_every_route_of_the_server_is_described_and_no_other() -> None:
     routes = api_routes(Handlers(None), metrics=True)  # type: ignore[arg-type]  # never called
     openapi_route = {("GET", "/openapi.json")}
     WorkloadHandlers(None).register(routes)  # type: ignore[arg-type]
+    StatusPage(UiConfig(), None, job_counts=dict, gpus=list).register(routes)  # type: ignore[arg-type]
     served = {
         (method, path)
         for path, methods in routes._by_path.items()
@@ -121,6 +127,7 @@ async def test_infernet_answers_match_the_document(
     await call(http, "GET", url, "/metrics")
     served = await call(http, "GET", url, "/openapi.json")
     assert served["paths"].keys() == DOC["paths"].keys()
+    await status_page_answers(http, url)
 
     job = {"containers": ["first"], "data": {"x": 1}}
     created = await call(http, "POST", url, "/api/jobs", json=job)
@@ -175,6 +182,20 @@ async def test_infernet_answers_match_the_document(
 JSON = {"Content-Type": "application/json"}
 
 
+async def status_page_answers(http: aiohttp.ClientSession, url: str, **kwargs: Any) -> Any:
+    """The status page's routes: the redirect, the static files, the state document."""
+    async with http.get(f"{url}/", allow_redirects=False) as resp:
+        assert resp.status == 302 and resp.headers["Location"] == "ui"
+        assert "Location" in DOC["paths"]["/"]["get"]["responses"]["302"]["headers"]
+    for path in ("/ui", "/ui/app.js", "/ui/app.css"):
+        await call(http, "GET", url, path)
+    state = await call(http, "GET", url, "/ui/state", **kwargs)
+    newest = state["history"]["samples"][-1]["at"] if state["history"]["samples"] else 0
+    await call(http, "GET", url, f"/ui/state?since={newest}", **kwargs)
+    await call(http, "GET", url, "/ui/state?since=soon", expect=400, **kwargs)
+    return state
+
+
 async def test_protect_info_closes_the_document_to_callers_without_a_key(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
@@ -187,6 +208,8 @@ async def test_protect_info_closes_the_document_to_callers_without_a_key(
     async with running_agent(raw, tmp_path / "state") as (_, url):
         await call(http, "GET", url, "/openapi.json", expect=401)
         await call(http, "GET", url, "/openapi.json", headers=key.headers)
+        await call(http, "GET", url, "/ui/state", expect=401)
+        await status_page_answers(http, url, headers=key.headers)
 
 
 @pytest.mark.docker
@@ -225,6 +248,8 @@ async def test_workload_answers_match_the_document(
         async with http.get(f"{url}/v1/jobs/{job_id}/logs/live", headers=h) as resp:
             assert resp.status == 200 and resp.content_type == "text/event-stream"
             assert "event: end" in await resp.text()
+        state = await status_page_answers(http, url)
+        assert [w["job_id"] for w in state["workloads"]["items"]] == [job_id]
 
         # Errors: no key, an unknown job, a bad draft, a wrong method, a bad page size.
         await call(http, "GET", url, "/v1/jobs", expect=401)

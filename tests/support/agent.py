@@ -25,9 +25,14 @@ def make_config(raw: dict[str, Any]) -> Config:
 
 @asynccontextmanager
 async def running_agent(
-    raw: dict[str, Any], state_dir: Path, *, wait_containers: bool = True
+    raw: dict[str, Any],
+    state_dir: Path,
+    *,
+    wait_containers: bool = True,
+    provider_options: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[Daemon, str]]:
-    daemon = Daemon(make_config(raw), state_dir)
+    """``provider_options``: test seams of the provider services (e.g. a fake NVML library)."""
+    daemon = Daemon(make_config(raw), state_dir, provider_options=provider_options)
     await daemon.start()
     try:
         if wait_containers:

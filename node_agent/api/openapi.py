@@ -60,13 +60,13 @@ def _model_schemas(model: type[BaseModel], components: dict[str, Schema]) -> Sch
     return _ref(model.__name__)
 
 
+def _primitives() -> tuple[Schema, Schema, Schema, Schema]:
+    """Fresh string, integer, number and boolean schemas."""
+    return {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
+
+
 def _hand_written() -> dict[str, Schema]:
-    string, integer, number, boolean = (
-        {"type": "string"},
-        {"type": "integer"},
-        {"type": "number"},
-        {"type": "boolean"},
-    )
+    string, integer, number, boolean = _primitives()
     when = _nullable({"type": "string", "format": "date-time"})
     container_result = {
         "type": "object",
@@ -294,12 +294,7 @@ def _hand_written() -> dict[str, Schema]:
 
 def _ui_schemas() -> dict[str, Schema]:
     """The status page's document (``GET /ui/state``, node_agent.ui)."""
-    string, integer, number, boolean = (
-        {"type": "string"},
-        {"type": "integer"},
-        {"type": "number"},
-        {"type": "boolean"},
-    )
+    string, integer, number, boolean = _primitives()
     maybe_number, maybe_string = _nullable(number), _nullable(string)
     strings = {"type": "array", "items": string}
 

@@ -14,6 +14,7 @@
   let windowSeconds = 900;
   let pollSeconds = 5;
   let timer = null;
+  let pollRun = 0; // each poll() supersedes any still waiting for an answer
   let logAbort = null;
 
   const $ = (id) => document.getElementById(id);
@@ -267,7 +268,7 @@
         chart("Queue", [{ label: "queued", values: queued }, { label: "running", values: running }], {
           id: "queue", now: `${num(latest.queued, 0)} / ${num(latest.running, 0)}`,
         }),
-        chart("Latency (Infernet jobs)", lat, { id: "latency", now: seconds(lastValue(lat[1].values)) + " p90" }),
+        chart("Latency", lat, { id: "latency", now: seconds(lastValue(lat[1].values)) + " p90" }),
       ),
       queues.length
         ? table(["Container", "Queued"], queues.map(([name, depth]) => row([name, depth])))
@@ -289,7 +290,7 @@
           row(
             [
               el("span", {}, c.id, c.reason ? el("div", { class: "muted", text: c.reason }) : null),
-              c.image || "(external)",
+              c.image || "(not managed)",
               pill(c.state),
               c.restarts,
             ],
@@ -456,10 +457,17 @@
 
   async function poll() {
     clearTimeout(timer);
+    const run = ++pollRun;
     let delay = pollSeconds;
+    if (document.hidden) {
+      // A background tab asks nothing; it catches up when shown (visibilitychange).
+      timer = setTimeout(poll, delay * 1000);
+      return;
+    }
     try {
       const query = lastAt === null ? "" : `?since=${encodeURIComponent(lastAt)}`;
       const resp = await fetch(`ui/state${query}`, { headers: authHeaders(), cache: "no-store" });
+      if (run !== pollRun) return;
       if (resp.status === 401 || resp.status === 403) {
         const body = await resp.json().catch(() => ({}));
         notice(
@@ -477,6 +485,7 @@
         notice(`The node answered ${resp.status}: ${body.error || resp.statusText}.`);
       } else {
         const doc = await resp.json();
+        if (run !== pollRun) return;
         pollSeconds = doc.poll_seconds || pollSeconds;
         delay = pollSeconds;
         merge(doc.history || {});
@@ -484,6 +493,7 @@
         render(doc);
       }
     } catch (err) {
+      if (run !== pollRun) return;
       notice(`The node is unreachable (${err.message}); retrying.`);
       $("verdict").textContent = "unreachable";
       $("verdict").className = "pill s-unreachable";
@@ -584,6 +594,9 @@
     poll();
   });
   $("log-close").addEventListener("click", closeLog);
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) poll();
+  });
   if (key) $("key").placeholder = "key set";
   poll();
 })();

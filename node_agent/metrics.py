@@ -1,246 +1,573 @@
-"""A small Prometheus registry (text exposition format 0.0.4) and the agent's metrics.
+"""The agent's Prometheus metrics: ``prometheus_client`` on a registry of the daemon's own.
 
-Counters and gauges with labels are all the agent needs; writing them here avoids a global
-default registry (``prometheus_client``'s) that would leak between tests and daemons.
+Never the library's global default registry: tests run many daemons in one process, and two
+daemons must not share (or collide on) a series. Two kinds of series:
+
+- Events (latencies, calls, refusals, deliveries) are histograms and counters updated as they
+  happen, through the :class:`~node_agent.recorder.Recorder` methods the core calls.
+- Snapshots (GPU capacity, queues, containers, workloads, grid, chain, health) are read once
+  per scrape from a :class:`NodeReading`, so a GPU, container or check that is gone stops
+  being reported instead of keeping its last value.
+
+GPU series come twice: the node's own ``node_agent_gpu_*`` (uuid/index/family labels, what the
+bundled dashboard and alerts use) and, for every field NVML gives us, dcgm-exporter's name,
+unit and labels (``DCGM_FI_DEV_*`` with ``gpu``, ``UUID``, ``pci_bus_id``, ``device``,
+``modelName``, ``Hostname``; MIG slices add ``GPU_I_PROFILE`` and ``GPU_I_ID``), so dashboards
+and alerts written for dcgm-exporter work on a node without DCGM.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-from collections.abc import Iterable, Mapping
-from typing import TypeVar
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from node_agent.gpu.model import CapacitySnapshot
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from node_agent import __version__
+from node_agent.gpu.model import CapacitySnapshot, GpuState
+from node_agent.recorder import Recorder
 
-LabelValues = tuple[str, ...]
+if TYPE_CHECKING:
+    from node_agent.containers.admission import ContainerGate
+    from node_agent.grid.reporter import GridStatus
 
+# Seconds. Jobs and container calls run from milliseconds (echo) to minutes (inference).
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+RPC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BLOCK_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500)
+# Distinct container label values kept before series of containers gone are dropped between
+# scrapes (workloads served as containers come and go; each adds a label value).
+MAX_CONTAINER_SERIES = 256
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
-
-
-class _Metric:
-    kind = ""
-
-    def __init__(self, name: str, help_text: str, labels: Iterable[str] = ()) -> None:
-        self.name = name
-        self.help = help_text
-        self.label_names = tuple(labels)
-        self._values: dict[LabelValues, float] = {}
-        self._lock = threading.Lock()
-
-    def _key(self, labels: Mapping[str, str]) -> LabelValues:
-        if set(labels) != set(self.label_names):
-            raise ValueError(f"{self.name} takes labels {self.label_names}, got {tuple(labels)}")
-        return tuple(str(labels[n]) for n in self.label_names)
-
-    def replace_all(self, values: Mapping[LabelValues, float]) -> None:
-        """Swap in a whole new set of series: GPUs that vanished stop being reported, and
-        counters kept elsewhere (the job service's) are copied in at scrape time."""
-        with self._lock:
-            self._values = dict(values)
-
-    def value(self, **labels: str) -> float:
-        return self._values.get(self._key(labels), 0.0)
-
-    def render(self) -> list[str]:
-        help_text = self.help.replace("\\", "\\\\").replace("\n", "\\n")
-        lines = [f"# HELP {self.name} {help_text}", f"# TYPE {self.name} {self.kind}"]
-        with self._lock:
-            items = sorted(self._values.items())
-        for key, value in items:
-            if self.label_names:
-                pairs = ",".join(
-                    f'{n}="{_escape(v)}"' for n, v in zip(self.label_names, key, strict=True)
-                )
-                lines.append(f"{self.name}{{{pairs}}} {_number(value)}")
-            else:
-                lines.append(f"{self.name} {_number(value)}")
-        return lines
-
-
-class Counter(_Metric):
-    kind = "counter"
-
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        if amount < 0:
-            raise ValueError("counters only go up")
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-
-class Gauge(_Metric):
-    kind = "gauge"
-
-    def set(self, value: float, **labels: str) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = float(value)
-
-
-M = TypeVar("M", bound=_Metric)
-
-
-class Registry:
-    def __init__(self) -> None:
-        self._metrics: dict[str, _Metric] = {}
-
-    def counter(self, name: str, help_text: str, labels: Iterable[str] = ()) -> Counter:
-        return self._add(Counter(name, help_text, labels))
-
-    def gauge(self, name: str, help_text: str, labels: Iterable[str] = ()) -> Gauge:
-        return self._add(Gauge(name, help_text, labels))
-
-    def _add(self, metric: M) -> M:
-        if metric.name in self._metrics:
-            raise ValueError(f"metric {metric.name} registered twice")
-        self._metrics[metric.name] = metric
-        return metric
-
-    def render(self) -> str:
-        lines: list[str] = []
-        for metric in self._metrics.values():
-            lines.extend(metric.render())
-        return "\n".join(lines) + "\n"
-
-
-_GPU_LABELS = ("uuid", "index", "family")
 _HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5}
+_CHECK_VALUE = {"ok": 1.0, "degraded": 0.5}
+_GPU_LABELS = ("uuid", "index", "family")
+_MIB = 1024 * 1024
+
+WorkloadsReading = tuple[Mapping[str, int], Mapping[str, int], Mapping[str, int]]
 
 
-class AgentMetrics:
-    """Every series the agent exports; the daemon owns one and the API renders it."""
+@dataclass(frozen=True)
+class NodeReading:
+    """What one scrape reports about the node's current state (read, never kept)."""
+
+    capacity: CapacitySnapshot | None = None
+    jobs_finished: Mapping[str, int] = field(default_factory=dict)  # status -> count
+    jobs_running: int = 0
+    queues: Mapping[str, ContainerGate] = field(default_factory=dict)
+    containers: Sequence[Mapping[str, Any]] = ()  # ContainerManager.describe()
+    workloads: WorkloadsReading | None = None  # (by state, finished by status, outbox)
+    grid: GridStatus | None = None
+    chain: Mapping[str, Any] | None = None  # ChainService.status()
+    health: Mapping[str, str] = field(default_factory=dict)  # check -> ok|degraded|unhealthy
+    draining: bool = False
+
+    def container_ids(self) -> set[str]:
+        return set(self.queues) | {str(c["id"]) for c in self.containers}
+
+
+class AgentMetrics(Recorder):
+    """Every series the agent exports; the daemon owns one, the API renders it."""
+
+    def __init__(self, reading: Callable[[], NodeReading] = NodeReading) -> None:
+        self._reading = reading
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        r.register(_Snapshot(self))
+        self.job_seconds = Histogram(
+            "node_agent_job_duration_seconds",
+            "Infernet job latency, accepted to final status (queue wait included), by status",
+            ("status",),
+            registry=r,
+            buckets=DURATION_BUCKETS,
+        )
+        self.queue_wait = Histogram(
+            "node_agent_queue_wait_seconds",
+            "Time a job step waited for a container's concurrency slot",
+            ("container",),
+            registry=r,
+            buckets=QUEUE_BUCKETS,
+        )
+        self.container_seconds = Histogram(
+            "node_agent_container_call_duration_seconds",
+            "Latency of one service container call (a job's or a delivery's step)",
+            ("container",),
+            registry=r,
+            buckets=DURATION_BUCKETS,
+        )
+        self.container_calls = Counter(
+            "node_agent_container_calls",
+            "Service container calls by container and status (success, failed)",
+            ("container", "status"),
+            registry=r,
+        )
+        self.refused = Counter(
+            "node_agent_jobs_refused",
+            "Jobs refused with 503 because the container's queue was full",
+            ("container",),
+            registry=r,
+        )
+        self.rpc_seconds = Histogram(
+            "node_agent_chain_rpc_duration_seconds",
+            "Chain JSON-RPC request latency by method, failed and timed-out requests included",
+            ("method",),
+            registry=r,
+            buckets=RPC_BUCKETS,
+        )
+        self.deliveries = Counter(
+            "node_agent_chain_deliveries",
+            "On-chain delivery attempts by outcome (confirmed, reverted, skipped, failed)",
+            ("state",),
+            registry=r,
+        )
+        self.delivery_blocks = Histogram(
+            "node_agent_chain_delivery_latency_blocks",
+            "Blocks from the head at which the node found an interval due to the block its "
+            "confirmed delivery was mined in",
+            registry=r,
+            buckets=BLOCK_BUCKETS,
+        )
+        self._containers: set[str] = set()
+
+    # --- Recorder --------------------------------------------------------------------------
+
+    def job_finished(self, status: str, seconds: float) -> None:
+        self.job_seconds.labels(status).observe(seconds)
+
+    def job_refused(self, container: str) -> None:
+        self._seen(container)
+        self.refused.labels(container).inc()
+
+    def queue_waited(self, container: str, seconds: float) -> None:
+        self._seen(container)
+        self.queue_wait.labels(container).observe(seconds)
+
+    def container_called(self, container: str, ok: bool, seconds: float) -> None:
+        self._seen(container)
+        self.container_calls.labels(container, "success" if ok else "failed").inc()
+        self.container_seconds.labels(container).observe(seconds)
+
+    def rpc_called(self, method: str, seconds: float) -> None:
+        self.rpc_seconds.labels(method).observe(seconds)
+
+    def delivery_finished(self, state: str, blocks: int | None) -> None:
+        self.deliveries.labels(state).inc()
+        if blocks is not None:
+            self.delivery_blocks.observe(blocks)
+
+    # --- bounds ----------------------------------------------------------------------------
+
+    def _seen(self, container: str) -> None:
+        if container in self._containers:
+            return
+        self._containers.add(container)
+        if len(self._containers) > MAX_CONTAINER_SERIES:
+            self.retain_containers(self._reading().container_ids() | {container})
+
+    def retain_containers(self, keep: Iterable[str]) -> None:
+        """Drop the series of containers that no longer exist (e.g. a workload that ended)."""
+        gone = self._containers - set(keep)
+        for container in gone:
+            for metric, labels in (
+                (self.queue_wait, (container,)),
+                (self.container_seconds, (container,)),
+                (self.refused, (container,)),
+                (self.container_calls, (container, "success")),
+                (self.container_calls, (container, "failed")),
+            ):
+                with contextlib.suppress(KeyError):
+                    metric.remove(*labels)
+        self._containers -= gone
+
+    # --- exposition ------------------------------------------------------------------------
+
+    def collect_snapshot(self) -> Iterator[Metric]:
+        reading = self._reading()
+        self.retain_containers(reading.container_ids())
+        return iter(snapshot_families(reading))
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition the scraper asked for (``Accept``): Prometheus text 0.0.4 unless
+        it asks for OpenMetrics or text 1.0.0; returns (body, content type)."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+
+class _Snapshot(Collector):
+    """Registered first, so containers that are gone are dropped before the event series
+    are collected in the same scrape."""
+
+    def __init__(self, metrics: AgentMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return self._metrics.collect_snapshot()
+
+    def describe(self) -> Iterable[Metric]:
+        return ()  # names vary with what the node has (GPUs, chain, grid): never checked
+
+
+# --- snapshot series ------------------------------------------------------------------------
+
+
+class _Families:
+    """Metric families built in first-use order; ``None`` values are left out (not reported
+    is not zero), and so is a family left without samples."""
 
     def __init__(self) -> None:
-        r = self.registry = Registry()
-        self.gpu_up = r.gauge("node_agent_gpu_up", "NVML answered on the last poll (1/0)")
-        self.gpu_count = r.gauge("node_agent_gpus", "GPUs visible to NVML")
-        self.gpu_health = r.gauge(
-            "node_agent_gpu_healthy", "1 healthy, 0.5 degraded, 0 unhealthy or lost", _GPU_LABELS
+        self.metrics: dict[str, Metric] = {}
+
+    def add(
+        self,
+        name: str,
+        help_text: str,
+        value: float | None,
+        labels: Mapping[str, str] | None = None,
+        kind: str = "gauge",
+    ) -> None:
+        family = name.removesuffix("_total") if kind == "counter" else name
+        metric = self.metrics.get(family)
+        if metric is None:
+            metric = self.metrics[family] = Metric(family, help_text, kind)
+        if value is not None:
+            metric.add_sample(name, dict(labels or {}), float(value))
+
+
+def snapshot_families(reading: NodeReading) -> list[Metric]:
+    """Every snapshot series of one reading (a pure function of it)."""
+    out = _Families()
+    out.add("node_agent_build_info", "The agent's version", 1, {"version": __version__})
+    out.add("node_agent_draining", "The node is shutting down (1/0)", float(reading.draining))
+    for check, status in sorted(reading.health.items()):
+        out.add(
+            "node_agent_health_check",
+            "Health check verdict as in /health: 1 ok, 0.5 degraded, 0 unhealthy",
+            _CHECK_VALUE.get(status, 0.0),
+            {"check": check},
         )
-        self.gpu_memory_total = r.gauge(
-            "node_agent_gpu_memory_total_bytes", "GPU memory size", _GPU_LABELS
-        )
-        self.gpu_memory_used = r.gauge(
-            "node_agent_gpu_memory_used_bytes", "GPU memory in use", _GPU_LABELS
-        )
-        self.gpu_utilization = r.gauge(
-            "node_agent_gpu_utilization_ratio", "GPU busy fraction (0-1)", _GPU_LABELS
-        )
-        self.gpu_temperature = r.gauge(
-            "node_agent_gpu_temperature_celsius", "GPU core temperature", _GPU_LABELS
-        )
-        self.gpu_power = r.gauge("node_agent_gpu_power_watts", "GPU power draw", _GPU_LABELS)
-        self.jobs = r.counter(
+    _jobs(out, reading)
+    if reading.capacity is not None:
+        _gpus(out, reading.capacity)
+    if reading.workloads is not None:
+        _workloads(out, *reading.workloads)
+    if reading.grid is not None:
+        _grid(out, reading.grid)
+    if reading.chain is not None:
+        _chain(out, reading.chain)
+    return [metric for metric in out.metrics.values() if metric.samples]
+
+
+def _jobs(out: _Families, reading: NodeReading) -> None:
+    for status, count in sorted(reading.jobs_finished.items()):
+        out.add(
             "node_agent_jobs_total",
-            "Jobs finished, by container and status",
-            ("container", "status"),
+            "Infernet jobs that reached a final status, by status",
+            count,
+            {"status": status},
+            "counter",
         )
-        self.container_restarts = r.counter(
+    out.add("node_agent_jobs_running", "Off-chain jobs running", reading.jobs_running)
+    for container, gate in sorted(reading.queues.items()):
+        labels = {"container": container}
+        out.add("node_agent_queue_depth", "Jobs waiting for a container slot", gate.queued, labels)
+        out.add(
+            "node_agent_queue_capacity",
+            "Jobs that may wait for a container slot (queue_size); beyond it jobs get 503",
+            gate.queue_size,
+            labels,
+        )
+    for described in reading.containers:
+        labels = {"container": str(described["id"])}
+        restarts = described.get("restarts", 0)
+        out.add(
             "node_agent_container_restarts_total",
             "Service container restarts after a crash",
-            ("container",),
+            restarts if isinstance(restarts, int) else 0,
+            labels,
+            "counter",
         )
-        self.queue_depth = r.gauge(
-            "node_agent_queue_depth", "Jobs waiting for a container slot", ("container",)
+        out.add(
+            "node_agent_container_up",
+            "Service container running (1/0)",
+            float(described.get("state") == "running"),
+            labels,
         )
-        self.running_jobs = r.gauge("node_agent_jobs_running", "Off-chain jobs running")
-        self.workloads = r.gauge(
+
+
+def _workloads(
+    out: _Families,
+    counts: Mapping[str, int],
+    finished: Mapping[str, int],
+    outbox: Mapping[str, int],
+) -> None:
+    for state, n in sorted(counts.items()):
+        out.add(
             "node_agent_workloads",
             "Orchestrator workloads by state (queued, active, running)",
-            ("state",),
+            n,
+            {"state": state},
         )
-        self.workloads_finished = r.counter(
-            "node_agent_workloads_finished_total", "Workloads that ended, by status", ("status",)
+    for status, n in sorted(finished.items()):
+        out.add(
+            "node_agent_workloads_finished_total",
+            "Workloads that ended, by status",
+            n,
+            {"status": status},
+            "counter",
         )
-        self.workload_callbacks = r.counter(
+    for outcome, n in sorted(outbox.items()):
+        out.add(
             "node_agent_workload_callbacks_total",
             "Outbox deliveries (callbacks, orchestrator reports) by outcome",
-            ("outcome",),
-        )
-        self.grid_connected = r.gauge(
-            "node_agent_grid_connected", "Last orchestrator request succeeded (1/0)"
-        )
-        self.grid_heartbeats = r.counter(
-            "node_agent_grid_heartbeats_total", "Heartbeats the orchestrator accepted"
+            n,
+            {"outcome": outcome},
+            "counter",
         )
 
-    def observe_capacity(self, snapshot: CapacitySnapshot) -> None:
-        """Replace all GPU series from one capacity snapshot."""
-        self.gpu_up.set(1.0 if snapshot.nvml_available else 0.0)
-        self.gpu_count.set(float(len(snapshot.gpus)))
-        series: dict[str, dict[LabelValues, float]] = {
-            "health": {},
-            "total": {},
-            "used": {},
-            "util": {},
-            "temp": {},
-            "power": {},
-        }
-        for gpu in snapshot.gpus:
-            inv, tel = gpu.inventory, gpu.telemetry
-            key = (
-                inv.uuid or "",
-                str(inv.index if inv.index is not None else ""),
-                inv.family or "",
-            )
-            series["health"][key] = _HEALTH_VALUE.get(gpu.health, 0.0)
-            for name, value in (
-                ("total", inv.memory_total),
-                ("used", tel.memory_used),
-                ("util", tel.util_gpu_pct / 100 if tel.util_gpu_pct is not None else None),
-                ("temp", tel.temperature_c),
-                ("power", tel.power_draw_w),
-            ):
-                if value is not None:
-                    series[name][key] = float(value)
-        self.gpu_health.replace_all(series["health"])
-        self.gpu_memory_total.replace_all(series["total"])
-        self.gpu_memory_used.replace_all(series["used"])
-        self.gpu_utilization.replace_all(series["util"])
-        self.gpu_temperature.replace_all(series["temp"])
-        self.gpu_power.replace_all(series["power"])
 
-    def observe_jobs(
-        self,
-        counters: Mapping[tuple[str, str], int],
-        queue_depth: Mapping[str, int],
-        running: int,
-    ) -> None:
-        """Copy the job service's monotonic counters ((container or "job", status) -> n)."""
-        self.jobs.replace_all({key: float(n) for key, n in counters.items()})
-        self.queue_depth.replace_all({(c,): float(n) for c, n in queue_depth.items()})
-        self.running_jobs.set(float(running))
+def _grid(out: _Families, status: GridStatus) -> None:
+    out.add(
+        "node_agent_grid_connected",
+        "Last orchestrator request succeeded (1/0)",
+        float(status.state == "registered"),
+    )
+    out.add(
+        "node_agent_grid_heartbeats_total",
+        "Heartbeats the orchestrator accepted",
+        status.heartbeats_sent,
+        kind="counter",
+    )
+    out.add(
+        "node_agent_grid_consecutive_failures",
+        "Orchestrator requests failed in a row",
+        status.consecutive_failures,
+    )
+    out.add(
+        "node_agent_grid_last_success_timestamp_seconds",
+        "When an orchestrator request last succeeded (Unix time)",
+        status.last_success_at,
+    )
 
-    def observe_containers(self, described: Iterable[Mapping[str, object]]) -> None:
-        restarts: dict[LabelValues, float] = {}
-        for container in described:
-            value = container.get("restarts", 0)
-            restarts[(str(container["id"]),)] = float(value) if isinstance(value, int) else 0.0
-        self.container_restarts.replace_all(restarts)
 
-    def observe_workloads(
-        self, counts: Mapping[str, int], finished: Mapping[str, int], outbox: Mapping[str, int]
-    ) -> None:
-        self.workloads.replace_all({(k,): float(v) for k, v in counts.items()})
-        self.workloads_finished.replace_all({(k,): float(v) for k, v in finished.items()})
-        self.workload_callbacks.replace_all({(k,): float(v) for k, v in outbox.items()})
+def _chain(out: _Families, status: Mapping[str, Any]) -> None:
+    out.add("node_agent_chain_ready", "Connected to the chain (1/0)", float(bool(status["ready"])))
+    for name, key, help_text in (
+        ("node_agent_chain_head_block", "head", "Latest block the node has seen"),
+        ("node_agent_chain_synced_block", "synced_block", "Block subscriptions are known to"),
+        ("node_agent_chain_lag_blocks", "lag", "Head minus synced block"),
+        (
+            "node_agent_chain_deliveries_in_flight",
+            "deliveries_in_flight",
+            "Deliveries being computed or sent",
+        ),
+    ):
+        out.add(name, help_text, status.get(key))
+    for state, key in (
+        ("tracked", "tracked_subscriptions"),
+        ("delegated", "delegated_subscriptions"),
+        ("skipped", "skipped_subscriptions"),
+    ):
+        out.add(
+            "node_agent_chain_subscriptions",
+            "Subscriptions: tracked, delegated (waiting to be created), skipped by the rules",
+            status.get(key),
+            {"state": state},
+        )
+    out.add(
+        "node_agent_chain_rpc_requests_total",
+        "Chain RPC calls attempted (each failover attempt counts)",
+        status.get("rpc_calls"),
+        kind="counter",
+    )
+    out.add(
+        "node_agent_chain_rpc_failures_total",
+        "Chain RPC attempts that failed (timeouts, transport errors, 5xx)",
+        status.get("rpc_failures"),
+        kind="counter",
+    )
+    for loop, failures in sorted(dict(status.get("loop_failures") or {}).items()):
+        out.add(
+            "node_agent_chain_loop_failures",
+            "Consecutive failed steps of a chain loop (5 turns checks.chain unhealthy)",
+            failures,
+            {"loop": loop},
+        )
 
-    def observe_grid(self, state: str, heartbeats_sent: int) -> None:
-        self.grid_connected.set(1.0 if state == "registered" else 0.0)
-        self.grid_heartbeats.replace_all({(): float(heartbeats_sent)})
 
-    def render(self) -> str:
-        return self.registry.render()
+def _gpus(out: _Families, snapshot: CapacitySnapshot) -> None:
+    out.add(
+        "node_agent_gpu_up", "NVML answered on the last poll (1/0)", float(snapshot.nvml_available)
+    )
+    out.add("node_agent_gpus", "GPUs visible to NVML", len(snapshot.gpus))
+    for gpu in snapshot.gpus:
+        _node_gpu(out, gpu)
+    for gpu in snapshot.gpus:
+        _dcgm_gpu(out, gpu, snapshot.node.hostname)
+
+
+def _node_gpu(out: _Families, gpu: GpuState) -> None:
+    inv, tel = gpu.inventory, gpu.telemetry
+    labels = dict(
+        zip(
+            _GPU_LABELS,
+            (inv.uuid or "", "" if inv.index is None else str(inv.index), inv.family or ""),
+            strict=True,
+        )
+    )
+    out.add(
+        "node_agent_gpu_healthy",
+        "1 healthy, 0.5 degraded, 0 unhealthy or lost",
+        _HEALTH_VALUE.get(gpu.health, 0.0),
+        labels,
+    )
+    util = tel.util_gpu_pct / 100 if tel.util_gpu_pct is not None else None
+    for name, help_text, value in (
+        ("node_agent_gpu_memory_total_bytes", "GPU memory size", inv.memory_total),
+        ("node_agent_gpu_memory_used_bytes", "GPU memory in use", tel.memory_used),
+        ("node_agent_gpu_utilization_ratio", "GPU busy fraction (0-1)", util),
+        ("node_agent_gpu_temperature_celsius", "GPU core temperature", tel.temperature_c),
+        ("node_agent_gpu_power_watts", "GPU power draw", tel.power_draw_w),
+    ):
+        out.add(name, help_text, value, labels)
+    if tel.last_xid is not None:
+        out.add(
+            "node_agent_gpu_last_xid_timestamp_seconds",
+            "When the GPU's last XID error was reported (Unix time); label xid is its code",
+            tel.last_xid.at,
+            {**labels, "xid": str(tel.last_xid.code)},
+        )
+
+
+def _mib(value: int | None) -> float | None:
+    return value / _MIB if value is not None else None
+
+
+def _flag(value: bool | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _dcgm_gpu(out: _Families, gpu: GpuState, hostname: str | None) -> None:
+    inv, tel = gpu.inventory, gpu.telemetry
+    labels = {
+        "gpu": "" if inv.index is None else str(inv.index),
+        "UUID": inv.uuid or "",
+        "pci_bus_id": inv.pci_bus_id or "",
+        "device": "" if inv.minor_number is None else f"nvidia{inv.minor_number}",
+        "modelName": inv.name or "",
+    }
+    if hostname:
+        labels["Hostname"] = hostname
+    xid = tel.last_xid.code if tel.last_xid is not None else (None if gpu.health == "lost" else 0)
+    # dcgm-exporter declares the cumulative fields counters, but their names lack _total, which
+    # neither exposition format allows for a counter: they are exported untyped, names intact.
+    for name, help_text, value, kind in (
+        ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", tel.util_gpu_pct, "gauge"),
+        ("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", tel.util_mem_pct, "gauge"),
+        (
+            "DCGM_FI_DEV_FB_TOTAL",
+            "Framebuffer memory total (in MiB).",
+            _mib(inv.memory_total),
+            "gauge",
+        ),
+        (
+            "DCGM_FI_DEV_FB_USED",
+            "Framebuffer memory used (in MiB).",
+            _mib(tel.memory_used),
+            "gauge",
+        ),
+        (
+            "DCGM_FI_DEV_FB_FREE",
+            "Framebuffer memory free (in MiB).",
+            _mib(tel.memory_free),
+            "gauge",
+        ),
+        (
+            "DCGM_FI_DEV_FB_RESERVED",
+            "Framebuffer memory reserved (in MiB).",
+            _mib(tel.memory_reserved),
+            "gauge",
+        ),
+        ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", tel.temperature_c, "gauge"),
+        ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", tel.power_draw_w, "gauge"),
+        (
+            "DCGM_FI_DEV_ENFORCED_POWER_LIMIT",
+            "Enforced power limit (in W).",
+            inv.power_limit_w,
+            "gauge",
+        ),
+        (
+            "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+            "Total energy consumption since boot (in mJ).",
+            tel.energy_mj,
+            "unknown",
+        ),
+        ("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", tel.clocks.sm_mhz, "gauge"),
+        ("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).", tel.clocks.mem_mhz, "gauge"),
+        ("DCGM_FI_DEV_PCIE_LINK_GEN", "PCIe link generation.", tel.pcie.gen, "gauge"),
+        ("DCGM_FI_DEV_PCIE_LINK_WIDTH", "PCIe link width (lanes).", tel.pcie.width, "gauge"),
+        ("DCGM_FI_DEV_FAN_SPEED", "Fan speed (in %).", tel.fan_pct, "gauge"),
+        ("DCGM_FI_DEV_PSTATE", "Performance state (0 fastest).", tel.pstate, "gauge"),
+        ("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.", xid, "gauge"),
+        (
+            "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+            "Total number of double-bit volatile ECC errors.",
+            tel.ecc_uncorrected_volatile,
+            "unknown",
+        ),
+        (
+            "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
+            "Total number of double-bit persistent ECC errors.",
+            tel.ecc_uncorrected_aggregate,
+            "unknown",
+        ),
+        (
+            "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+            "Number of remapped rows for correctable errors",
+            tel.remapped_rows_correctable,
+            "unknown",
+        ),
+        (
+            "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+            "Number of remapped rows for uncorrectable errors",
+            tel.remapped_rows_uncorrectable,
+            "unknown",
+        ),
+        (
+            "DCGM_FI_DEV_ROW_REMAP_PENDING",
+            "Whether remapping of rows is pending",
+            _flag(tel.remapped_rows_pending),
+            "gauge",
+        ),
+        (
+            "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+            "Whether remapping of rows has failed",
+            _flag(tel.remapped_rows_failure),
+            "gauge",
+        ),
+    ):
+        out.add(name, help_text, value, labels, kind)
+    for mig in inv.mig_instances:
+        out.add(
+            "DCGM_FI_DEV_FB_TOTAL",
+            "Framebuffer memory total (in MiB).",
+            _mib(mig.memory_total),
+            {
+                **labels,
+                "GPU_I_PROFILE": mig_profile(mig.profile),
+                "GPU_I_ID": "" if mig.gpu_instance_id is None else str(mig.gpu_instance_id),
+            },
+        )
+
+
+def mig_profile(name: str | None) -> str:
+    """``"NVIDIA A100-SXM4-80GB MIG 3g.40gb"`` (NVML's name of a MIG device) → ``"3g.40gb"``,
+    the profile as dcgm-exporter's ``GPU_I_PROFILE`` shows it."""
+    if not name:
+        return ""
+    _, marker, profile = name.rpartition("MIG ")
+    return profile.strip() if marker else name.strip()

@@ -19,6 +19,7 @@ import structlog
 
 from node_agent import __version__
 from node_agent.api.context import NodeContext
+from node_agent.api.handlers import run_checks
 from node_agent.auth.keys import ApiKeyAuthority, default_key_file
 from node_agent.config import Config
 from node_agent.containers.manager import ContainerManager
@@ -30,7 +31,7 @@ from node_agent.grid.identity import IdentityStore
 from node_agent.grid.pull import StatusSender, WorkloadAssignments, workload_entry
 from node_agent.grid.reporter import GridReporter
 from node_agent.jobs.service import JobService
-from node_agent.metrics import AgentMetrics
+from node_agent.metrics import AgentMetrics, NodeReading
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +67,8 @@ class ProviderServices:
         self.api_keys = ApiKeyAuthority(
             config.api_keys, default_key_file(config.api_keys, state_dir)
         )
-        self.metrics = AgentMetrics()
+        # Read at scrape time; the job service, pipeline and chain report events to it too.
+        self.metrics = AgentMetrics(self._reading)
         self._identity_store = IdentityStore(state_dir)
         self.reporter: GridReporter | None = None
         self._started = False
@@ -90,12 +92,14 @@ class ProviderServices:
     # --- wiring ---------------------------------------------------------------------------------
 
     def attach(self, ctx: NodeContext, jobs: JobService, manager: ContainerManager) -> None:
-        """Register /info, /resources, /health sections and the /metrics renderer."""
+        """Register /info, /resources, /health sections and the /metrics renderer; the job
+        service and its pipeline report their latencies to the metrics from here on."""
         self._jobs = jobs
         self._manager = manager
         self._ctx = ctx
+        jobs.recorder = jobs.pipeline.recorder = self.metrics
         ctx.api_keys = self.api_keys
-        ctx.metrics = self.render_metrics
+        ctx.metrics = self.metrics.render
         ctx.info_sections["gpus"] = self._gpus_section
         ctx.info_sections["node"] = self._node_section
         # "_node" cannot be a container id (ids start with a letter or digit).
@@ -165,8 +169,8 @@ class ProviderServices:
         counts = {
             "running": jobs.store.running_count(),
             "queued": sum(jobs.admission.queue_depth().values()),
-            "succeeded": jobs.counters[("job", "success")],
-            "failed": jobs.counters[("job", "failed")],
+            "succeeded": jobs.counters["success"],
+            "failed": jobs.counters["failed"],
         }
         if self._workloads is not None:
             workloads = self._workloads.service.counts()
@@ -240,18 +244,20 @@ class ProviderServices:
         verdict = {"registered": "ok", "auth_failed": "unhealthy"}.get(status.state, "degraded")
         return {"status": verdict, **status.to_dict()}
 
-    def render_metrics(self) -> str:
-        metrics = self.metrics
-        if self.monitor is not None:
-            metrics.observe_capacity(self.monitor.snapshot())
-        jobs = self._jobs
-        metrics.observe_jobs(
-            jobs.counters, jobs.admission.queue_depth(), jobs.store.running_count()
+    def _reading(self) -> NodeReading:
+        """The node's state for one scrape (in-memory reads only: it runs on the loop)."""
+        ctx, jobs = self._ctx, self._jobs
+        assert ctx is not None
+        chain = ctx.chain
+        return NodeReading(
+            capacity=self.monitor.snapshot() if self.monitor is not None else None,
+            jobs_finished=dict(jobs.counters),
+            jobs_running=jobs.store.running_count(),
+            queues=dict(jobs.admission.gates),
+            containers=self._manager.describe(),
+            workloads=self._workloads.metrics() if self._workloads is not None else None,
+            grid=self.reporter.status() if self.reporter is not None else None,
+            chain=chain.status() if chain is not None else None,
+            health={name: str(c.get("status")) for name, c in run_checks(ctx).items()},
+            draining=self.draining(),
         )
-        metrics.observe_containers(self._manager.describe())
-        if self._workloads is not None:
-            metrics.observe_workloads(*self._workloads.metrics())
-        if self.reporter is not None:
-            status = self.reporter.status()
-            metrics.observe_grid(status.state, status.heartbeats_sent)
-        return metrics.render()

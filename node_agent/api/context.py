@@ -46,8 +46,9 @@ class NodeContext:
     resources_sections: dict[str, Callable[[], Any]] = field(default_factory=dict)
     # API keys (node_agent.auth): checked before any handler when set.
     api_keys: ApiKeyAuthority | None = None
-    # Prometheus text for GET /metrics (node_agent.metrics), when set.
-    metrics: Callable[[], str] | None = None
+    # GET /metrics (node_agent.metrics), when set: the request's Accept header -> (body,
+    # content type), so a scraper that asks for OpenMetrics gets it.
+    metrics: Callable[[str], tuple[bytes, str]] | None = None
     # More routes from optional components (workloads), given the route table to add to.
     route_extensions: list[Callable[[Any], None]] = field(default_factory=list)
     draining: bool = False

@@ -146,19 +146,22 @@ class Sender:
         except Exception as exc:  # journaled: the confirm loop re-broadcasts it
             log.warning("delivery_broadcast_failed", tx=record.tx_hash, error=str(exc)[:200])
 
-    async def check(self, txs: list[jr.TxRecord], head: int, base_fee: int) -> str | None:
+    async def check(
+        self, txs: list[jr.TxRecord], head: int, base_fee: int
+    ) -> tuple[str, int] | None:
         """Follow one SENT delivery: CONFIRMED/REVERTED once deep enough, else keep it alive.
 
-        Returns the final state, or None while still pending.
+        Returns the final state and the block the transaction was mined in, or None while
+        still pending.
         """
         for record in txs:
             receipt = await self.rpc.receipt(record.tx_hash)
             if receipt is None or receipt.get("blockNumber") is None:
                 continue
-            depth = head - int(receipt["blockNumber"]) + 1
-            if depth < max(self.policy.confirmations, 1):
+            mined = int(receipt["blockNumber"])
+            if head - mined + 1 < max(self.policy.confirmations, 1):
                 return None
-            return jr.CONFIRMED if int(receipt["status"]) == 1 else jr.REVERTED
+            return (jr.CONFIRMED if int(receipt["status"]) == 1 else jr.REVERTED), mined
         latest = txs[-1]
         if not await self.rpc.known(latest.tx_hash):
             # Lost (crash before broadcast, dropped from the mempool, reorged out): send again.

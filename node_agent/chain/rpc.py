@@ -21,6 +21,7 @@ from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCErro
 from node_agent.chain.abi import Function
 from node_agent.chain.errors import ChainUnavailable, Reverted
 from node_agent.chain.transport import web3_client
+from node_agent.recorder import NO_RECORDER, Recorder
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -51,6 +52,7 @@ class Rpc:
         attempts: int = 5,
         backoff: float = 0.2,
         max_backoff: float = 5.0,
+        recorder: Recorder = NO_RECORDER,
     ) -> None:
         if not urls:
             raise ValueError("at least one RPC URL is needed")
@@ -59,7 +61,7 @@ class Rpc:
         self.attempts = attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self._clients = [web3_client(url, timeout=timeout) for url in self.urls]
+        self._clients = [web3_client(url, timeout=timeout, recorder=recorder) for url in self.urls]
         self._preferred = 0
         self.calls = 0
         self.failures = 0

@@ -35,6 +35,7 @@ from node_agent.chain.sync import SubscriptionSync
 from node_agent.chain.wallet import NodeKey, load_key
 from node_agent.config import Config
 from node_agent.errors import AccessDenied, BadRequest, GuardianRejection, Overloaded
+from node_agent.recorder import NO_RECORDER, Recorder
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +43,7 @@ STATE_FILE = "chain.sqlite"
 SYNC, SCHEDULE, CONFIRM = "chain-sync", "chain-schedule", "chain-confirm"
 PRUNE_EVERY = 600.0  # seconds between retention passes (at most)
 PRUNE_BATCH = 5000  # deliveries deleted per journal transaction
+OPENED_KEPT = 10_000  # deliveries whose opening block is remembered for the latency histogram
 
 
 @dataclass
@@ -62,7 +64,13 @@ class _Delegated:
 
 
 class ChainService:
-    def __init__(self, config: Config, state_dir: Path, runner: JobRunner) -> None:
+    def __init__(
+        self,
+        config: Config,
+        state_dir: Path,
+        runner: JobRunner,
+        recorder: Recorder = NO_RECORDER,
+    ) -> None:
         self.config = config
         self.chain = config.chain
         self.onchain = config.onchain
@@ -75,7 +83,11 @@ class ChainService:
             max_length=self.onchain.max_pipeline_length,
             max_sets=self.onchain.max_container_sets,
         )
-        self.rpc = Rpc(self.chain.all_rpc_urls(), timeout=self.chain.rpc_timeout)
+        self.rpc = Rpc(self.chain.all_rpc_urls(), timeout=self.chain.rpc_timeout, recorder=recorder)
+        self._recorder = recorder
+        # (key, interval) -> head block when the node first found it due: where the delivery
+        # latency in blocks starts (in memory: a delivery sent before a restart is not timed).
+        self._opened: dict[tuple[str, int], int] = {}
         self.journal = jr.Journal(state_dir / STATE_FILE)
         self.key: NodeKey | None = None
         self.sender: Sender | None = None
@@ -373,6 +385,10 @@ class ChainService:
             if asyncio.iscoroutine(work):
                 work.close()
             return
+        if self.head is not None and job not in self._opened:
+            if len(self._opened) >= OPENED_KEPT:  # intervals abandoned unfinished: oldest go
+                del self._opened[next(iter(self._opened))]
+            self._opened[job] = self.head
 
         async def guarded() -> None:
             try:
@@ -400,9 +416,11 @@ class ChainService:
                 if pending:
                     head, _, base_fee = await self.rpc.head()
                     for (key, interval), txs in pending.items():
-                        state = await self.sender.check(txs, head, base_fee)
-                        if state is not None:
+                        final = await self.sender.check(txs, head, base_fee)
+                        if final is not None:
+                            state, mined = final
                             await self.journal.mark(key, interval, state)
+                            self._delivery_ended(key, interval, state, mined)
                             log.info(
                                 "delivery_final",
                                 sub=key,
@@ -550,6 +568,7 @@ class ChainService:
         """A decoded custom error ends the attempt without a transaction."""
         await self.journal.mark(key, interval, jr.SKIPPED, name)
         self._handled.add((key, interval))
+        self._delivery_ended(key, interval, jr.SKIPPED)
         log.info("delivery_skipped", sub=key, interval=interval, reason=name)
         if key.startswith("s:") and (name in TERMINAL or name == "SubscriptionNotActive"):
             await self._refresh(int(key[2:]))
@@ -560,9 +579,22 @@ class ChainService:
 
     async def _failed(self, key: str, interval: int, reason: str) -> None:
         attempts = await self.journal.mark(key, interval, jr.FAILED, reason)
-        if attempts >= self.onchain.max_attempts:
+        last = attempts >= self.onchain.max_attempts
+        if last:
             self._handled.add((key, interval))
+        self._delivery_ended(key, interval, jr.FAILED, final=last)
         log.warning("delivery_failed", sub=key, interval=interval, attempts=attempts, reason=reason)
+
+    def _delivery_ended(
+        self, key: str, interval: int, state: str, mined: int | None = None, *, final: bool = True
+    ) -> None:
+        """Report an attempt's end; a confirmed one with its latency in blocks."""
+        job = (key, interval)
+        opened = self._opened.pop(job, None) if final else self._opened.get(job)
+        blocks = None
+        if state == jr.CONFIRMED and mined is not None and opened is not None:
+            blocks = max(mined - opened, 0)
+        self._recorder.delivery_finished(state, blocks)
 
     async def _refresh(self, sub_id: int) -> None:
         assert self.coordinator is not None
@@ -740,6 +772,8 @@ def _parse_delegated(body: Mapping[str, Any], containers: tuple[str, ...]) -> _D
     )
 
 
-def create_chain_service(config: Config, state_dir: Path, runner: JobRunner) -> ChainService:
+def create_chain_service(
+    config: Config, state_dir: Path, runner: JobRunner, recorder: Recorder = NO_RECORDER
+) -> ChainService:
     """Factory the daemon calls (it imports this module only when the chain is enabled)."""
-    return ChainService(config, state_dir, runner)
+    return ChainService(config, state_dir, runner, recorder)

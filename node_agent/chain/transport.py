@@ -11,6 +11,7 @@ through its own session and never takes that lock.
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 import aiohttp
@@ -18,18 +19,32 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3._utils.batching import sort_batch_response_by_response_ids
 from web3.types import RPCEndpoint, RPCResponse
 
+from node_agent.recorder import NO_RECORDER, Recorder
+
 
 class OwnSessionHTTPProvider(AsyncHTTPProvider):
     """``AsyncHTTPProvider`` minus the shared session cache; no retries of its own (the
     caller decides: :class:`node_agent.chain.rpc.Rpc` retries and fails over)."""
 
-    def __init__(self, endpoint_uri: str, *, timeout: float) -> None:
+    def __init__(
+        self, endpoint_uri: str, *, timeout: float, recorder: Recorder = NO_RECORDER
+    ) -> None:
         super().__init__(endpoint_uri, exception_retry_configuration=None)
         self._url = endpoint_uri
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._recorder = recorder
 
-    async def _post(self, data: bytes) -> bytes:
+    async def _post(self, data: bytes, method: str) -> bytes:
+        """One HTTP round trip; its latency is reported by JSON-RPC ``method`` (a timeout or
+        a cancellation too: a slow endpoint must show in the histogram, not vanish from it)."""
+        began = time.monotonic()
+        try:
+            return await self._round_trip(data)
+        finally:
+            self._recorder.rpc_called(method, time.monotonic() - began)
+
+    async def _round_trip(self, data: bytes) -> bytes:
         session = self._session
         if session is None or session.closed:
             # Made on first use, inside the loop that uses it.
@@ -40,12 +55,12 @@ class OwnSessionHTTPProvider(AsyncHTTPProvider):
             return await response.read()
 
     async def _make_request(self, method: RPCEndpoint, request_data: bytes) -> bytes:
-        return await self._post(request_data)
+        return await self._post(request_data, str(method))
 
     async def make_batch_request(
         self, batch_requests: list[tuple[RPCEndpoint, Any]]
     ) -> list[RPCResponse] | RPCResponse:
-        raw = await self._post(self.encode_batch_rpc_request(batch_requests))
+        raw = await self._post(self.encode_batch_rpc_request(batch_requests), "batch")
         response = self.decode_rpc_response(raw)
         if not isinstance(response, list):
             return response  # an error for the whole batch comes back as one object
@@ -57,7 +72,9 @@ class OwnSessionHTTPProvider(AsyncHTTPProvider):
             self._session = None
 
 
-def web3_client(url: str, *, timeout: float = 30.0) -> AsyncWeb3[Any]:
+def web3_client(
+    url: str, *, timeout: float = 30.0, recorder: Recorder = NO_RECORDER
+) -> AsyncWeb3[Any]:
     """An ``AsyncWeb3`` over :class:`OwnSessionHTTPProvider`; close it with
     ``await client.provider.disconnect()``."""
-    return AsyncWeb3(OwnSessionHTTPProvider(url, timeout=timeout))
+    return AsyncWeb3(OwnSessionHTTPProvider(url, timeout=timeout, recorder=recorder))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -10,6 +11,7 @@ from node_agent.containers.admission import Ticket
 from node_agent.containers.service_client import ServiceClient, ServiceEndpoint
 from node_agent.errors import ContainerError, ContainerUnreachable
 from node_agent.jobs.model import ContainerResult, JobLocation
+from node_agent.recorder import NO_RECORDER, Recorder
 
 
 class EndpointDirectory(Protocol):
@@ -43,9 +45,15 @@ def service_request(
 class Pipeline:
     """Calls containers in order; stops at the first failure and keeps the results so far."""
 
-    def __init__(self, directory: EndpointDirectory, client: ServiceClient) -> None:
+    def __init__(
+        self,
+        directory: EndpointDirectory,
+        client: ServiceClient,
+        recorder: Recorder = NO_RECORDER,
+    ) -> None:
         self._directory = directory
         self._client = client
+        self.recorder = recorder
 
     async def run(
         self,
@@ -81,15 +89,15 @@ class Pipeline:
     ) -> ContainerResult:
         try:
             if ticket is None:
-                output = await self._client.call(self._directory.endpoint(container_id), body)
+                output = await self._timed(container_id, body)
             else:
                 gate = ticket.gate(container_id)
+                waiting = time.monotonic()
                 async with gate.slots:
+                    self.recorder.queue_waited(container_id, time.monotonic() - waiting)
                     gate.running += 1
                     try:
-                        # Looked up once the slot is ours: a reload may have replaced it meanwhile.
-                        endpoint = self._directory.endpoint(container_id)
-                        output = await self._client.call(endpoint, body)
+                        output = await self._timed(container_id, body)
                     finally:
                         gate.running -= 1
                         ticket.release_step(container_id)
@@ -98,6 +106,17 @@ class Pipeline:
                 self._directory.suspect(container_id)
             return ContainerResult(container=container_id, error=exc.error)
         return ContainerResult(container=container_id, output=output)
+
+    async def _timed(self, container_id: str, body: dict[str, Any]) -> Any:
+        """One container call, reported to the recorder whatever its outcome."""
+        began, ok = time.monotonic(), False
+        try:
+            # Looked up only now (a slot may have been awaited): a reload may have replaced it.
+            output = await self._client.call(self._directory.endpoint(container_id), body)
+            ok = True
+            return output
+        finally:
+            self.recorder.container_called(container_id, ok, time.monotonic() - began)
 
     async def stream(
         self,
@@ -135,17 +154,25 @@ class Pipeline:
         )
         gate = ticket.gate(last) if ticket is not None else None
         acquired = False
+        began: float | None = None
+        ok = False
         try:
             if gate is not None:
                 # May wait long (a reload holds the gate): a cancel here must not release a
                 # slot it never got.
+                waiting = time.monotonic()
                 await gate.slots.acquire()
                 acquired = True
+                self.recorder.queue_waited(last, time.monotonic() - waiting)
                 gate.running += 1
             endpoint = self._directory.endpoint(last)
+            began = time.monotonic()
             async for chunk in self._client.stream(endpoint, body, timeout=timeout):
                 yield chunk
+            ok = True
         finally:
+            if began is not None:
+                self.recorder.container_called(last, ok, time.monotonic() - began)
             if gate is not None and ticket is not None:
                 if acquired:
                     gate.running -= 1

@@ -16,13 +16,14 @@ from typing import Any, Literal
 import structlog
 
 from node_agent.containers.admission import Admission, Ticket
-from node_agent.errors import BadRequest, ContainerError, ShuttingDown
+from node_agent.errors import BadRequest, ContainerError, Overloaded, ShuttingDown
 from node_agent.ids import new_job_id
 from node_agent.jobs import guardian
 from node_agent.jobs.guardian import ContainerPolicy, IpAddress
 from node_agent.jobs.model import ContainerResult, Job, JobLocation, JobStatus
 from node_agent.jobs.pipeline import Pipeline
 from node_agent.jobs.store import JobStore
+from node_agent.recorder import NO_RECORDER, Recorder
 from node_agent.tasks import TaskSupervisor
 
 log = structlog.get_logger(__name__)
@@ -59,6 +60,7 @@ class JobService:
         policies: Mapping[str, ContainerPolicy],
         stream_timeout: float = 180.0,
         clock: Callable[[], float] = time.time,
+        recorder: Recorder = NO_RECORDER,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
@@ -68,7 +70,9 @@ class JobService:
         self._clock = clock
         self.tasks = TaskSupervisor("jobs")
         self.accepting = True
-        self.counters: Counter[tuple[str, str]] = Counter()  # (container|"job", status)
+        # Final jobs by status: the orchestrator's heartbeat and /metrics read them.
+        self.counters: Counter[str] = Counter()
+        self.recorder = recorder
 
     def reconfigure(self, policies: Mapping[str, ContainerPolicy], admission: Admission) -> None:
         """New rules apply to new jobs; running jobs keep the tickets they hold."""
@@ -82,7 +86,11 @@ class JobService:
         if not self.accepting:
             raise ShuttingDown()
         guardian.check_offchain_job(self.policies, containers, requires_proof, ip)
-        return self.admission.reserve(containers)
+        try:
+            return self.admission.reserve(containers)
+        except Overloaded as exc:
+            self.recorder.job_refused(str((exc.params or {}).get("container", "")))
+            raise
 
     async def submit(
         self,
@@ -174,9 +182,10 @@ class JobService:
         return job, ticket
 
     async def _run(self, job: Job, ticket: Ticket | None) -> None:
+        began = time.monotonic()
+
         def on_result(result: ContainerResult) -> None:
             job.results.append(result)
-            self.counters[(result.container, "success" if result.ok else "failed")] += 1
             if result.ok and len(job.results) < len(job.containers):
                 self.store.save(job)  # intermediate results are visible while the chain runs
 
@@ -211,8 +220,14 @@ class JobService:
                     )
                 )
                 job.status = JobStatus.FAILED
-            self.counters[("job", job.status.value)] += 1
+            self._ended(job.status, began)
             self._save_final(job)
+
+    def _ended(self, status: JobStatus, began: float | None) -> None:
+        """Count a final job; its latency too when this process ran it from ``began``."""
+        self.counters[status.value] += 1
+        if began is not None:
+            self.recorder.job_finished(status.value, time.monotonic() - began)
 
     def _save_final(self, job: Job) -> None:
         """Save a final job; should its results not serialise (a bug: the JSON policy admits
@@ -255,12 +270,13 @@ class JobService:
             ContainerResult(container=job.containers[-1], error="stream interrupted")
         )
         job.status = JobStatus.FAILED
-        self.counters[("job", job.status.value)] += 1
+        self._ended(job.status, None)
         self._save_final(job)
 
     async def _stream(self, job: Job, ticket: Ticket) -> AsyncGenerator[bytes, None]:
         chunks: list[bytes] = []
         last = job.containers[-1]
+        began = time.monotonic()
         try:
             async for chunk in self.pipeline.stream(
                 job.containers,
@@ -291,7 +307,7 @@ class JobService:
             ticket.release_all()
             if not job.final:
                 job.status = JobStatus.FAILED
-            self.counters[("job", job.status.value)] += 1
+            self._ended(job.status, began)
             self._save_final(job)
 
     # --- PUT /api/status ---------------------------------------------------------------------
@@ -311,9 +327,7 @@ class JobService:
         else:
             job.created_at = self._clock()
             self.store.save(job)
-            for container in containers:
-                self.counters[(container, status.value)] += 1
-            self.counters[("job", status.value)] += 1
+            self._ended(status, None)  # a job someone else ran: counted, not timed
 
     # --- lifecycle ---------------------------------------------------------------------------
 

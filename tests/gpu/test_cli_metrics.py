@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import json
 
-import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from node_agent.gpu.cli import gpus_command
 from node_agent.gpu.config import GpusConfig
-from node_agent.metrics import AgentMetrics, Registry
+from node_agent.metrics import AgentMetrics, NodeReading, mig_profile
 from tests.gpu.fake_nvml import FakeNvml, board
 
 
@@ -39,37 +39,50 @@ def test_gpus_command_without_a_driver_exits_1_with_a_remedy() -> None:
 async def test_metrics_exposition_from_a_capacity_snapshot() -> None:
     from node_agent.gpu.cli import collect_once
 
-    snapshot = await collect_once(GpusConfig(), library=FakeNvml([board("h100-sxm"), board("l4")]))
-    metrics = AgentMetrics()
-    metrics.observe_capacity(snapshot)
-    metrics.jobs.inc(container="echo", status="success")
-    metrics.jobs.inc(2, container="echo", status="failed")
-    metrics.queue_depth.set(3, container="echo")
-    text = metrics.render()
-    assert "# TYPE node_agent_gpu_memory_used_bytes gauge" in text
-    assert (
-        'node_agent_gpu_temperature_celsius{uuid="GPU-14000000-0000-4000-8000-000000000004",'
-        'index="1",family="l4"} 44' in text
-    )
-    assert 'node_agent_gpu_utilization_ratio{uuid="GPU-14000000' in text
-    assert "node_agent_gpus 2" in text and "node_agent_gpu_up 1" in text
-    assert 'node_agent_jobs_total{container="echo",status="failed"} 2' in text
-    assert 'node_agent_queue_depth{container="echo"} 3' in text
+    library = FakeNvml([board("h100-sxm"), board("l4"), board("a100-mig")])
+    snapshot = await collect_once(GpusConfig(), library=library)
+    readings = [NodeReading(capacity=snapshot)]
+    metrics = AgentMetrics(lambda: readings[-1])
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render()[0].decode())}
+    assert families["node_agent_gpu_memory_used_bytes"].type == "gauge"
+    (l4_temperature,) = [
+        s
+        for s in families["node_agent_gpu_temperature_celsius"].samples
+        if s.labels["index"] == "1"
+    ]
+    assert l4_temperature.labels == {
+        "uuid": "GPU-14000000-0000-4000-8000-000000000004",
+        "index": "1",
+        "family": "l4",
+    }
+    assert l4_temperature.value == 44
+    assert families["node_agent_gpus"].samples[0].value == 3
+    assert families["node_agent_gpu_up"].samples[0].value == 1
+    # dcgm-exporter's names, units (MiB) and labels; the MIG slices as their own series.
+    (l4_used,) = [s for s in families["DCGM_FI_DEV_FB_USED"].samples if s.labels["gpu"] == "1"]
+    assert l4_used.labels["UUID"] == "GPU-14000000-0000-4000-8000-000000000004"
+    assert l4_used.labels["modelName"] == "NVIDIA L4"
+    assert snapshot.gpus[1].telemetry.memory_used == l4_used.value * 1024 * 1024
+    slices = {
+        (s.labels["GPU_I_PROFILE"], s.labels["GPU_I_ID"]): s.value
+        for s in families["DCGM_FI_DEV_FB_TOTAL"].samples
+        if "GPU_I_ID" in s.labels
+    }
+    assert slices == {("3g.40gb", "1"): 40960.0, ("3g.40gb", "2"): 40960.0}
+    assert "DCGM_FI_DEV_GPU_UTIL" in families  # the MIG board has none; the others do
+    assert {s.labels["gpu"] for s in families["DCGM_FI_DEV_GPU_UTIL"].samples} == {"0", "1"}
+    assert families["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"].type == "unknown"
+
     # A GPU that disappears stops being reported.
-    metrics.observe_capacity(await collect_once(GpusConfig(), library=FakeNvml([board("l4")])))
-    assert "GPU-5c3a1e2f" not in metrics.render()
+    readings.append(
+        NodeReading(capacity=await collect_once(GpusConfig(), library=FakeNvml([board("l4")])))
+    )
+    text = metrics.render()[0].decode()
+    assert "GPU-5c3a1e2f" not in text and "GPU-14000000" in text
 
 
-def test_registry_rules() -> None:
-    registry = Registry()
-    counter = registry.counter("x_total", "x", ("a",))
-    with pytest.raises(ValueError, match="labels"):
-        counter.inc(b="1")
-    with pytest.raises(ValueError, match="only go up"):
-        counter.inc(-1, a="1")
-    with pytest.raises(ValueError, match="twice"):
-        registry.gauge("x_total", "again")
-    gauge = registry.gauge("y", "quote\\test", ("path",))
-    gauge.set(0.25, path='a"b\nc')
-    assert 'y{path="a\\"b\\nc"} 0.25' in registry.render()
-    assert "# HELP y quote\\\\test" in registry.render()
+def test_mig_profile_from_the_nvml_name() -> None:
+    assert mig_profile("NVIDIA A100-SXM4-80GB MIG 3g.40gb") == "3g.40gb"
+    assert mig_profile("NVIDIA H100 80GB HBM3 MIG 1g.10gb+me") == "1g.10gb+me"
+    assert mig_profile("3g.40gb") == "3g.40gb"
+    assert mig_profile(None) == ""

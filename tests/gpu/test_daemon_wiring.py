@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from node_agent.auth.keys import hash_key
 from node_agent.daemon import Daemon
@@ -115,7 +116,13 @@ async def test_gpu_node_end_to_end(
             metrics = await http.get(f"{url}/metrics")
             text = await metrics.text()
             assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-            assert "node_agent_gpus 2" in text and "node_agent_jobs_running 0" in text
+            scraped = {
+                s.name: s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+                if not s.labels
+            }
+            assert scraped["node_agent_gpus"] == 2 and scraped["node_agent_jobs_running"] == 0
 
             # API keys: checked before the handlers, JSON errors.
             job = {"containers": [ids["cpu"]], "data": {"x": 1}}

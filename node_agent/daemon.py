@@ -49,7 +49,7 @@ from node_agent.reload import (
 )
 from node_agent.sdnotify import Notifier, Watchdog
 from node_agent.tasks import TaskSupervisor, run_forever
-from node_agent.ui.page import StatusPage
+from node_agent.ui.page import StatusPage, histogram_buckets
 
 log = structlog.get_logger(__name__)
 
@@ -194,8 +194,8 @@ class Daemon:
         self.port = addresses[0][1] if addresses else server.port
 
     async def _status_page(self) -> StatusPage:
-        """The status page reads what /info and /health read, and the provider's job counts
-        and GPUs."""
+        """The status page reads what /info and /health read, the provider's job counts and
+        GPUs, and the job latency histogram of /metrics."""
         assert self.ctx is not None
         provider = self.provider
         page = StatusPage(
@@ -203,6 +203,7 @@ class Daemon:
             self.ctx,
             job_counts=provider.job_counts,
             gpus=provider.inventory,
+            latency_buckets=lambda: histogram_buckets(provider.metrics.job_seconds),
             workloads=self.workloads,
         )
         await page.open()

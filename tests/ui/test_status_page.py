@@ -103,6 +103,10 @@ async def test_a_job_submitted_through_the_api_appears_with_the_jobs_charts(
         row = page.locator(f'[data-job="{job_id}"]')
         await expect(row.locator(".pill")).to_have_text("success")
         await expect(row).to_contain_text("first")
+        # Its latency reaches the latency chart through the sampler (the /metrics histogram).
+        await page.wait_for_function(
+            "() => Number(document.querySelector('[data-chart=\"latency\"]')?.dataset.points) >= 1"
+        )
         await page.wait_for_function(
             "() => Number(document.querySelector('[data-chart=\"rate\"]')?.dataset.points) >= 2"
         )

@@ -1,5 +1,5 @@
 """``node-agent`` command line: run | check-config | gpus | api-key | status | doctor | job |
-completion | version."""
+wallet | completion | version."""
 
 from __future__ import annotations
 
@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     from node_agent.jobcli import add_job_parser
 
     add_job_parser(sub)
+    from node_agent.chain.walletcli import add_wallet_parser
+
+    add_wallet_parser(sub)
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=("bash", "zsh"))
     return parser
@@ -99,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         from node_agent.jobcli import job_command
 
         return job_command(args)
+    if args.command == "wallet":
+        from node_agent.chain.walletcli import wallet_command
+
+        return wallet_command(args)
     if args.command == "completion":
         import shtab
 

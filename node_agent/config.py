@@ -36,6 +36,7 @@ from node_agent.workloads.config import WorkloadsConfig
 
 # Docker container names: the id is also the managed container's name.
 _CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
 class _Model(BaseModel):
@@ -229,6 +230,20 @@ class ContainerConfig(_Model):
             return {str(k): str(v) for k, v in value.items()}
         return value
 
+    @field_validator("accepted_payments")
+    @classmethod
+    def _payments(cls, value: dict[str, int]) -> dict[str, int]:
+        """Token addresses lower-cased (the Infernet node only matched checksummed keys);
+        amounts are raw base units (wei for ETH, the zero address)."""
+        out: dict[str, int] = {}
+        for token, minimum in value.items():
+            if not _ADDRESS.match(token):
+                raise ValueError(f"accepted_payments: {token!r} is not a token address")
+            if not 0 <= minimum < 2**256:
+                raise ValueError(f"accepted_payments: minimum for {token} must be 0 .. 2**256-1")
+            out[token.lower()] = minimum
+        return out
+
 
 # --- chain ------------------------------------------------------------------------------------
 
@@ -248,6 +263,16 @@ class WalletConfig(_Model):
     @classmethod
     def _secrets(cls, value: Any) -> Any:
         return _resolve_secret(value)
+
+    @field_validator("payment_address")
+    @classmethod
+    def _payment_address(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not _ADDRESS.match(value):
+            raise ValueError("payment_address must be the node's Wallet address (0x + 40 hex)")
+        return value
 
 
 class SnapshotSyncConfig(_Model):

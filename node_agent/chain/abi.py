@@ -87,7 +87,33 @@ GET_CONTAINER_INPUTS = _fn(
 )
 GET_SIGNER = _fn("getSigner", [], ["address"])
 
+# Payments (SDK v1.1): Registry getters, Fee, WalletFactory, Wallet, verifier, proof requests
+REGISTRY_FEE = _fn("FEE", [], ["address"])
+REGISTRY_WALLET_FACTORY = _fn("WALLET_FACTORY", [], ["address"])
+FEE_AND_RECIPIENT = _fn("feeAndRecipient", [], ["uint16", "address"])
+IS_VALID_WALLET = _fn("isValidWallet", ["address"], ["bool"])
+CREATE_WALLET = _fn("createWallet", ["address"], ["address"])
+WALLET_OWNER = _fn("owner", [], ["address"])
+WALLET_ALLOWANCE = _fn("allowance", ["address", "address"], ["uint256"])
+WALLET_APPROVE = _fn("approve", ["address", "address", "uint256"])
+UNLOCKED_BALANCE = _fn("unlockedBalance", ["address"], ["uint256"])
+LOCKED_BALANCE = _fn("lockedBalance", ["address"], ["uint256"])
+VERIFIER_SUPPORTS = _fn("isSupportedToken", ["address"], ["bool"])
+VERIFIER_FEE = _fn("fee", ["address"], ["uint256"])
+PROOF_REQUESTS = _fn("proofRequests", ["bytes32"], ["uint32", "address", "uint256"])
+FINALIZE_PROOF = _fn("finalizeProofVerification", ["uint32", "uint32", "address", "bool"])
+# ProofVerified(uint32 indexed id, uint32 indexed interval, address indexed node, bool active,
+#               address verifier, bool valid)
+PROOF_VERIFIED_TOPIC = keccak(text="ProofVerified(uint32,uint32,address,bool,address,bool)")
+WALLET_CREATED_TOPIC = keccak(text="WalletCreated(address,address,address)")
+
 
 def delegate_key(owner: str, nonce: int) -> bytes:
     """``keccak256(abi.encode(address owner, uint32 nonce))``: the delegateCreatedIds key."""
     return keccak(encode(["address", "uint32"], [owner, nonce]))
+
+
+def node_key(sub_id: int, interval: int, node: str) -> bytes:
+    """``keccak256(abi.encode(uint32, uint32, address))``: the key of nodeResponded and
+    proofRequests."""
+    return keccak(encode(["uint32", "uint32", "address"], [sub_id, interval, node]))

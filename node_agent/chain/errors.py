@@ -33,10 +33,21 @@ _ERROR_NAMES = (
     "TransferFailed",
     "ETHTransferFailed",
     "InsufficientBalance",
-    # added by node-agent's own contracts
-    "InvalidSubscription",
-    "PaymentsNotSupported",
+    # added by node-agent's own contracts (validation, payments, ownership)
     "DelegateNonceReused",
+    "ZeroFrequency",
+    "ZeroRedundancy",
+    "EmptyContainerId",
+    "OneShotFrequencyNotOne",
+    "VerifierRequiresPayment",
+    "VerifierFeeTooHigh",
+    "FeeTooHigh",
+    "FeeRecipientRequired",
+    "Unauthorized",
+    "NotOwner",
+    "NewOwnerIsZeroAddress",
+    "RegistryMismatch",
+    "NoPendingProof",
 )
 
 SELECTORS: dict[bytes, str] = {keccak(text=f"{name}()")[:4]: name for name in _ERROR_NAMES}
@@ -54,8 +65,11 @@ TERMINAL = frozenset(
         "SignerMismatch",
         "InvalidSignature",
         "DelegateNonceReused",
-        "InvalidSubscription",
-        "PaymentsNotSupported",
+        "ZeroFrequency",
+        "ZeroRedundancy",
+        "EmptyContainerId",
+        "OneShotFrequencyNotOne",
+        "VerifierRequiresPayment",
         "NodeNotAllowed",
     }
 )

@@ -1,21 +1,19 @@
 """The guardian's on-chain rules (pure): which subscriptions this node takes on.
 
-Same checks and error strings as the Infernet node's listener (§2), plus an explicit payment
-rule: node-agent does not take payments yet, so a subscription that pays is refused with a
-reason instead of being served for free or failing later.
+Same checks and error strings as the Infernet node's listener (§2); the payment terms
+(``Invalid payment``) come from :mod:`node_agent.chain.payments`, with a ``code`` and a ``reason``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from node_agent.chain.payments import terms_refusal
 from node_agent.chain.scheduler import ContainerLookup
 from node_agent.chain.subscription import Subscription
 from node_agent.config import ContainerConfig
-
-PAYMENTS_UNSUPPORTED = "payments are not supported by this node yet"
 
 
 @dataclass(frozen=True)
@@ -33,10 +31,12 @@ def check_subscription(
     *,
     delegated: bool = False,
     sub_id: int | None = None,
+    payment_address: str | None = None,
 ) -> tuple[tuple[str, ...], Rejection | None]:
     """The container chain of ``sub`` and the first rule it breaks (None = accepted).
 
-    ``delegated`` applies ``allowed_delegate_addresses`` instead of ``allowed_addresses``.
+    ``delegated`` applies ``allowed_delegate_addresses`` instead of ``allowed_addresses``;
+    without a ``payment_address`` (the node's Wallet) every paid subscription is refused.
     """
     chain = lookup.containers(sub.container_id)
     if not chain:
@@ -57,22 +57,10 @@ def check_subscription(
             )
     if sub.requires_proof and not configs[-1].generates_proofs:
         return chain, Rejection("Container does not generate proof", {"container": chain[-1]})
-    reason = payment_rejection(sub, configs)
-    if reason is not None:
-        params: dict[str, Any] = {"reason": reason}
+    refusal = terms_refusal(sub, configs, payment_address)
+    if refusal is not None:
+        params: dict[str, Any] = {"code": refusal.code, "reason": refusal.message}
         if sub_id is not None:
             params["subscription_id"] = sub_id
         return chain, Rejection("Invalid payment", params)
     return chain, None
-
-
-def payment_rejection(sub: Subscription, configs: Sequence[ContainerConfig]) -> str | None:
-    """Why a subscription's payment terms are refused, or None when it is free."""
-    if sub.pays:
-        return PAYMENTS_UNSUPPORTED
-    if any(config.accepted_payments for config in configs):
-        # A container that asks for payment is not served for free.
-        return "container requires payment: " + ",".join(
-            config.id for config in configs if config.accepted_payments
-        )
-    return None

@@ -33,6 +33,14 @@ SKIPPED = "skipped"
 FAILED = "failed"
 FINAL_STATES = frozenset({SENT, CONFIRMED, REVERTED, SKIPPED})
 
+# Proof requests: "pending" (delivery sent), "open" (stake locked on-chain), then one final state.
+PROOF_PENDING = "pending"
+PROOF_OPEN = "open"
+PROOF_RELEASED = "released"  # valid, or expired: the consumer's escrow paid to the node
+PROOF_SLASHED = "slashed"  # invalid: the node's stake paid to the consumer
+PROOF_ABANDONED = "abandoned"  # the delivery never landed: nothing was locked
+PROOFS_KEPT = 1000  # final proof requests kept for operators, newest first
+
 # Subscriptions discovery passed over (refused by the guardian, or failed to decode/screen):
 # kept for operators, newest first, at most this many rows (anyone can create them on-chain).
 SKIPPED_KEPT = 1000
@@ -54,6 +62,14 @@ CREATE TABLE IF NOT EXISTS txs (
     priority_fee INTEGER NOT NULL, sent_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS skipped_subscriptions (
     id INTEGER PRIMARY KEY, kind TEXT NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL);
+-- proof deliveries: the node's stake is locked until the verifier (or the expiry) settles it
+CREATE TABLE IF NOT EXISTS proof_requests (
+    sub_key TEXT NOT NULL, interval INTEGER NOT NULL, sub_id INTEGER, verifier TEXT NOT NULL,
+    token TEXT NOT NULL, stake TEXT NOT NULL, state TEXT NOT NULL, expiry INTEGER,
+    sent_block INTEGER NOT NULL, finalize_tx TEXT, finalized_by TEXT, updated REAL NOT NULL,
+    PRIMARY KEY (sub_key, interval));
+CREATE INDEX IF NOT EXISTS proof_requests_open ON proof_requests(state)
+    WHERE state IN ('pending', 'open');
 -- unconfirmed() runs every sync period: it reads the few SENT rows, never the whole history
 CREATE INDEX IF NOT EXISTS deliveries_sent ON deliveries(sub_key, interval) WHERE state = 'sent';
 CREATE INDEX IF NOT EXISTS deliveries_final_age ON deliveries(updated) WHERE state != 'sent';
@@ -63,11 +79,13 @@ CREATE INDEX IF NOT EXISTS txs_nonce ON txs(nonce);
 
 # Final deliveries older than the cutoff that nothing can ask about again: not the latest
 # interval of their subscription, or their subscription is neither tracked nor pending
-# (``d:<owner>:<nonce>`` keys: owner is 0x + 40 lower-case hex, so it is characters 3-44).
+# (``d:<owner>:<nonce>`` keys: owner is 0x + 40 lower-case hex, so it is characters 3-44), or
+# the node's own finalizeProofVerification (``f:<id>``: the proof request keeps what matters).
 _PRUNABLE = """
 SELECT d.rowid, d.sub_key, d.interval FROM deliveries d
 WHERE d.state != 'sent' AND d.updated < :cutoff AND (
     d.interval < (SELECT MAX(m.interval) FROM deliveries m WHERE m.sub_key = d.sub_key)
+    OR d.sub_key LIKE 'f:%'
     OR (d.sub_key LIKE 's:%' AND NOT EXISTS (
         SELECT 1 FROM subscriptions s WHERE s.id = CAST(substr(d.sub_key, 3) AS INTEGER)))
     OR (d.sub_key LIKE 'd:%' AND NOT EXISTS (
@@ -109,6 +127,51 @@ class SkippedSubscription:
     sub_id: int
     kind: str  # "rejected" (guardian rule) or "failed" (decode/screen raised)
     reason: str
+
+
+@dataclass(frozen=True)
+class ProofRecord:
+    """One delivery that asked a verifier: its stake (``paymentAmount`` in ``token``) and fate."""
+
+    sub_key: str
+    interval: int
+    sub_id: int | None  # unknown until a delegated subscription is created on-chain
+    verifier: str
+    token: str
+    stake: int
+    state: str
+    expiry: int | None  # block time from which anyone may finalize (in the node's favour)
+    sent_block: int  # head when the delivery was sent: where its ProofVerified can be looked for
+    finalize_tx: str | None = None  # the node's own finalizeProofVerification, once sent
+    finalized_by: str | None = None  # the verifier, or whoever finalized after the expiry
+    updated: float = 0.0
+
+    @property
+    def job(self) -> tuple[str, int]:
+        return self.sub_key, self.interval
+
+
+_PROOF_COLUMNS = (
+    "sub_key, interval, sub_id, verifier, token, stake, state, expiry, sent_block, finalize_tx,"
+    " finalized_by, updated"
+)
+
+
+def _proof(row: Any) -> ProofRecord:
+    return ProofRecord(
+        str(row[0]),
+        int(row[1]),
+        None if row[2] is None else int(row[2]),
+        str(row[3]),
+        str(row[4]),
+        int(row[5]),
+        str(row[6]),
+        None if row[7] is None else int(row[7]),
+        int(row[8]),
+        row[9],
+        row[10],
+        float(row[11]),
+    )
 
 
 @dataclass(frozen=True)
@@ -379,6 +442,100 @@ class Journal:
                 "DELETE FROM txs WHERE sub_key=? AND interval=?", [(r[1], r[2]) for r in rows]
             )
             return [(str(r[1]), int(r[2])) for r in rows]
+
+        return await self._run(q)
+
+    async def delivery_state(self, sub_key: str, interval: int) -> str | None:
+        """A delivery's journaled state, or None when it was never journaled."""
+
+        def q(db: sqlite3.Connection) -> str | None:
+            row = db.execute(
+                "SELECT state FROM deliveries WHERE sub_key=? AND interval=?", (sub_key, interval)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(q)
+
+    # --- proof requests ----------------------------------------------------------------------
+
+    async def add_proof_request(self, record: ProofRecord) -> None:
+        """Remember a proof delivery before its transaction is journaled (a known one is kept,
+        unless it was abandoned: this is a new attempt)."""
+
+        def q(db: sqlite3.Connection) -> None:
+            db.execute(
+                f"INSERT INTO proof_requests({_PROOF_COLUMNS})"
+                " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sub_key, interval)"
+                " DO UPDATE SET state=excluded.state, sent_block=excluded.sent_block,"
+                " updated=excluded.updated WHERE proof_requests.state = 'abandoned'",
+                (
+                    record.sub_key,
+                    record.interval,
+                    record.sub_id,
+                    record.verifier,
+                    record.token,
+                    str(record.stake),
+                    record.state,
+                    record.expiry,
+                    record.sent_block,
+                    record.finalize_tx,
+                    record.finalized_by,
+                    time.time(),
+                ),
+            )
+
+        await self._run(q)
+
+    async def update_proof_request(self, record: ProofRecord) -> None:
+        """Store a proof request's new state; final ones beyond PROOFS_KEPT are forgotten."""
+
+        def q(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE proof_requests SET sub_id=?, state=?, expiry=?, finalize_tx=?,"
+                " finalized_by=?, updated=? WHERE sub_key=? AND interval=?",
+                (
+                    record.sub_id,
+                    record.state,
+                    record.expiry,
+                    record.finalize_tx,
+                    record.finalized_by,
+                    time.time(),
+                    record.sub_key,
+                    record.interval,
+                ),
+            )
+            if record.state not in (PROOF_PENDING, PROOF_OPEN):
+                db.execute(
+                    "DELETE FROM proof_requests WHERE state NOT IN ('pending', 'open') AND rowid"
+                    " NOT IN (SELECT rowid FROM proof_requests WHERE state NOT IN"
+                    " ('pending', 'open') ORDER BY updated DESC LIMIT ?)",
+                    (PROOFS_KEPT,),
+                )
+
+        await self._run(q)
+
+    async def proof_requests(
+        self, states: tuple[str, ...] | None = None, limit: int = PROOFS_KEPT
+    ) -> list[ProofRecord]:
+        """Proof requests (all, or in ``states``), most recently updated first."""
+
+        def q(db: sqlite3.Connection) -> list[ProofRecord]:
+            where, params = "", []
+            if states is not None:
+                where = f" WHERE state IN ({','.join('?' * len(states))})"
+                params = list(states)
+            rows = db.execute(
+                f"SELECT {_PROOF_COLUMNS} FROM proof_requests{where} ORDER BY updated DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+            return [_proof(r) for r in rows]
+
+        return await self._run(q)
+
+    async def proof_counts(self) -> dict[str, int]:
+        def q(db: sqlite3.Connection) -> dict[str, int]:
+            rows = db.execute("SELECT state, COUNT(*) FROM proof_requests GROUP BY state")
+            return {str(r[0]): int(r[1]) for r in rows.fetchall()}
 
         return await self._run(q)
 

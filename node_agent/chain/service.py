@@ -28,6 +28,9 @@ from node_agent.chain.errors import BENIGN, TERMINAL, ChainUnavailable, Reverted
 from node_agent.chain.guardian import Rejection, check_subscription
 from node_agent.chain.health import FailureStreak, chain_health
 from node_agent.chain.outputs import OutputError, encode_output
+from node_agent.chain.paygate import PaymentGate
+from node_agent.chain.payments import Refusal
+from node_agent.chain.proofs import FINALIZE_PREFIX, ProofTracker
 from node_agent.chain.rpc import Rpc, backoff_delays
 from node_agent.chain.runner import OFFCHAIN, ONCHAIN, JobRunner
 from node_agent.chain.subscription import ZERO_ADDRESS, Subscription
@@ -41,6 +44,7 @@ log = structlog.get_logger(__name__)
 
 STATE_FILE = "chain.sqlite"
 SYNC, SCHEDULE, CONFIRM = "chain-sync", "chain-schedule", "chain-confirm"
+PROOFS = "chain-proofs"
 PRUNE_EVERY = 600.0  # seconds between retention passes (at most)
 PRUNE_BATCH = 5000  # deliveries deleted per journal transaction
 OPENED_KEPT = 10_000  # deliveries whose opening block is remembered for the latency histogram
@@ -119,6 +123,14 @@ class ChainService:
             if wallet is not None and wallet.payment_address
             else ZERO_ADDRESS
         )
+        # Paid subscriptions: the wallets checked before computing, proof stakes followed after.
+        self.payments = PaymentGate(wallet.payment_address if wallet is not None else None)
+        self.proofs = ProofTracker(
+            self.journal,
+            active=lambda job: job in self._inflight,
+            head=lambda: (self.head, self.head_time),
+            period=max(self.chain.snapshot_sync.sync_period, 1.0),
+        )
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -132,6 +144,7 @@ class ChainService:
             await self.journal.close()
             raise
         self._handled = await self.journal.load_handled(self.onchain.max_attempts)
+        await self.proofs.load()
         for sub_id, data, chain in await self.journal.load_subscriptions():
             self._subs[sub_id] = Subscription.from_json(data)
             self._chains[sub_id] = chain
@@ -196,6 +209,8 @@ class ChainService:
             "rpc_failures": self.rpc.failures,
             "last_error": self.last_error,
             "loop_failures": {name: streak.count for name, streak in self._streaks.items()},
+            "recent_skipped": self.sync.recent() if self.sync else [],
+            "payments": {**self.payments.status(), "proofs": self.proofs.status()},
         }
 
     def _spawn(self, name: str, loop: Callable[[], Awaitable[None]], *, restart: bool) -> None:
@@ -261,18 +276,25 @@ class ChainService:
             coordinator=self.coordinator,
             reader=to_checksum_address(reader),
             screen=lambda sub_id, sub: check_subscription(
-                sub, self.lookup, self.containers, sub_id=sub_id
+                sub,
+                self.lookup,
+                self.containers,
+                sub_id=sub_id,
+                payment_address=self.payments.payment_address,
             ),
             trail_head_blocks=self.chain.trail_head_blocks,
             batch_size=snap.batch_size,
             starting_sub_id=snap.starting_sub_id,
         )
         await self.sync.load()
+        await self.payments.connect(self.rpc, registry, self.key.address)
+        self.proofs.attach(self.rpc, self.sender, self.coordinator, self.key.address)
         self._ready.set()
         log.info("chain_connected", chain_id=self.chain_id, coordinator=self.coordinator)
         self._spawn(SYNC, self._sync_loop, restart=True)
         self._spawn(SCHEDULE, self._schedule_loop, restart=True)
         self._spawn(CONFIRM, self._confirm_loop, restart=True)
+        self._spawn(PROOFS, self.proofs.run, restart=True)
 
     async def _sleep(self, seconds: float) -> bool:
         """Wait ``seconds`` or until woken; True when woken (new subscriptions, new work)."""
@@ -420,6 +442,9 @@ class ChainService:
                         if final is not None:
                             state, mined = final
                             await self.journal.mark(key, interval, state)
+                            if key.startswith(FINALIZE_PREFIX):  # a proof finalization
+                                log.info("proof_finalize_final", id=key[2:], state=state)
+                                continue
                             self._delivery_ended(key, interval, state, mined)
                             log.info(
                                 "delivery_final",
@@ -518,9 +543,13 @@ class ChainService:
         inputs: Callable[[], Awaitable[Any]],
         source: int,
     ) -> None:
-        """Simulate → compute → encode → simulate again → journal → send."""
+        """Check payment → simulate → compute → encode → simulate again → journal → send."""
         assert self.sender is not None and self.coordinator is not None
         allowed = self.chain.wallet.allowed_sim_errors if self.chain.wallet else ()
+        refusal = await self._check_payment((key, interval), sub)
+        if refusal is not None:
+            await self._payment_refused(key, interval, refusal)
+            return
         if not sub.requires_proof:
             try:
                 await self.sender.estimate(self.coordinator, call(b"", b"\x00" * 32, b""))
@@ -547,6 +576,9 @@ class ChainService:
         except OutputError as exc:
             await self._failed(key, interval, str(exc))
             return
+        if sub.requires_proof and not encoded.proof:
+            await self._failed(key, interval, "container returned no proof")
+            return
         tx_data = call(encoded.input, encoded.output, encoded.proof)
         try:
             gas = await self.sender.estimate(self.coordinator, tx_data, allowed)
@@ -561,6 +593,8 @@ class ChainService:
             return
         if (key, interval) in self._handled:
             return
+        if sub.requires_proof:  # journaled first: the stake it locks is followed until settled
+            await self.proofs.record((key, interval), sub, self.head or 0)
         await self.sender.send(key, interval, self.coordinator, tx_data, gas)
         self._handled.add((key, interval))
 
@@ -576,6 +610,28 @@ class ChainService:
             await self._drop_delegated(key, f"rejected: {name}")
         if key.startswith("d:") and name in BENIGN:
             await self._resolve_delegated(key, interval, jr.SKIPPED)
+
+    async def _check_payment(self, job: tuple[str, int], sub: Subscription) -> Refusal | None:
+        """The wallets can pay (and stake) for this delivery; reserves the stake if so."""
+        if not sub.pays:
+            return None
+        token = sub.payment_token.lower()
+        reserved = self.payments.reserved(
+            token, lambda other: other != job and other in self._inflight
+        )
+        refusal = await self.payments.check(sub, reserved + self.proofs.pending_stake(token))
+        if refusal is None:
+            self.payments.reserve(job, sub)
+        return refusal
+
+    async def _payment_refused(self, key: str, interval: int, refusal: Refusal) -> None:
+        """No computation, no transaction: the interval is skipped with its reason."""
+        self.payments.note_refusal((key, interval), refusal)
+        await self.journal.mark(key, interval, jr.SKIPPED, f"Invalid payment: {refusal.message}")
+        self._handled.add((key, interval))
+        self._delivery_ended(key, interval, jr.SKIPPED)
+        if key.startswith("d:"):
+            await self._drop_delegated(key, f"rejected: Invalid payment ({refusal.code})")
 
     async def _failed(self, key: str, interval: int, reason: str) -> None:
         attempts = await self.journal.mark(key, interval, jr.FAILED, reason)
@@ -646,7 +702,13 @@ class ChainService:
         _, now, _ = await self.rpc.head()
         if d.expiry <= now:
             raise GuardianRejection("Signature expired", {"expiry": d.expiry, "chain_time": now})
-        chain, rejection = check_subscription(d.sub, self.lookup, self.containers, delegated=True)
+        chain, rejection = check_subscription(
+            d.sub,
+            self.lookup,
+            self.containers,
+            delegated=True,
+            payment_address=self.payments.payment_address,
+        )
         if rejection is not None:
             raise _as_error(rejection)
         d.containers = chain
@@ -670,6 +732,11 @@ class ChainService:
         if to_checksum_address(expected) != signer:
             raise GuardianRejection(
                 "Signer mismatch", {"signer": signer, "expected": to_checksum_address(expected)}
+            )
+        refusal = await self.payments.check(d.sub)
+        if refusal is not None:
+            raise GuardianRejection(
+                "Invalid payment", {"code": refusal.code, "reason": refusal.message}
             )
         if d.key in self._delegated:
             return

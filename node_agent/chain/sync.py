@@ -12,6 +12,7 @@ batch itself (RPC, the journal's disk) fails the step, and the step is retried f
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ log = structlog.get_logger(__name__)
 
 Screen = Callable[[int, Subscription], tuple[tuple[str, ...], Rejection | None]]
 Accepted = tuple[int, Subscription, tuple[str, ...]]
+RECENT_KEPT = 20  # skipped subscriptions shown in /info (the journal keeps more)
 
 
 class SubscriptionSync:
@@ -53,6 +55,7 @@ class SubscriptionSync:
         self.cursor: int | None = None
         self.synced_block: int | None = None
         self.skipped = 0  # subscriptions passed over since start (journal keeps the latest)
+        self._recent: deque[SkippedSubscription] = deque(maxlen=RECENT_KEPT)
 
     async def load(self) -> None:
         saved = await self.journal.get_meta("sync_cursor")
@@ -88,12 +91,20 @@ class SubscriptionSync:
             )
             self.cursor = end
             self.skipped += len(skipped)
+            self._recent.extend(skipped)
             accepted.extend(batch)
         self.synced_block = pinned
         await self.journal.set_meta("synced_block", str(pinned))
         if accepted:
             log.info("subscriptions_synced", count=len(accepted), cursor=self.cursor, block=pinned)
         return accepted
+
+    def recent(self) -> list[dict[str, object]]:
+        """The latest subscriptions passed over, newest first, with why (for /info)."""
+        return [
+            {"id": skip.sub_id, "kind": skip.kind, "reason": skip.reason}
+            for skip in reversed(self._recent)
+        ]
 
     def _examine(self, sub_id: int, raw: Any) -> Accepted | SkippedSubscription | None:
         """One subscription's verdict: accepted, skipped (with why) or None (gone/cancelled).

@@ -215,8 +215,16 @@ def test_guardian_accepts_and_rejects_with_reasons() -> None:
     paying = make_sub(payment_amount=5)
     _, rejection = guardian.check_subscription(paying, lookup, containers(), sub_id=4)
     assert rejection == guardian.Rejection(
-        "Invalid payment", {"reason": guardian.PAYMENTS_UNSUPPORTED, "subscription_id": 4}
+        "Invalid payment",
+        {
+            "code": "no_payment_address",
+            "reason": "this node takes no payments (no chain.wallet.payment_address)",
+            "subscription_id": 4,
+        },
     )
+    wallet = "0x00000000000000000000000000000000000000aa"
+    _, rejection = guardian.check_subscription(paying, lookup, containers(), payment_address=wallet)
+    assert rejection is None
 
     restricted = containers(b={"allowed_addresses": ["0x0000000000000000000000000000000000000001"]})
     _, rejection = guardian.check_subscription(make_sub(), lookup, restricted)

@@ -1,0 +1,207 @@
+"""The payment gate: reads what a paid delivery depends on and applies the node's rules
+(:mod:`node_agent.chain.payments`) before anything is computed or sent.
+
+The reads of one check go out as one JSON-RPC batch (one round trip, one call in the RPC count):
+the consumer's Wallet (unlocked funds, the owner's allowance), the node's Wallet (the same for
+the node key, with a verifier), the verifier's token and fee and the protocol FEE. They are read
+at every check, never cached: owners withdraw, FEE and verifier fees change at any time. What
+cannot change is cached: a Wallet the factory made stays valid. A refused delivery is logged
+and kept in a bounded list that ``/info`` shows; no transaction is sent for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+from eth_utils.address import to_checksum_address
+
+from node_agent.chain import abi
+from node_agent.chain.abi import Function
+from node_agent.chain.errors import Reverted
+from node_agent.chain.payments import Refusal, Settlement, WalletView, funds_refusal
+from node_agent.chain.rpc import Rpc
+from node_agent.chain.subscription import Subscription
+
+log = structlog.get_logger(__name__)
+
+RECENT_KEPT = 50  # refusals shown in /info
+VALID_CACHE = 10_000  # factory wallets remembered as valid
+
+Job = tuple[str, int]
+Call = tuple[str, Function, tuple[Any, ...]]
+
+
+async def read_batch(rpc: Rpc, calls: Sequence[Call]) -> list[tuple[Any, ...] | None]:
+    """``eth_call`` each of ``calls`` at the latest block in one batch; None where one reverted
+    or answered something that does not decode (a hostile or absent contract)."""
+    if not calls:
+        return []
+
+    async def batch(w3: Any) -> list[Any]:
+        async with w3.batch_requests() as requests:
+            for to, fn, args in calls:
+                requests.add(w3.eth.call({"to": to, "data": fn.encode_call(*args)}))
+            return list(await requests.async_execute())
+
+    try:
+        raws: list[Any] = await rpc.call(batch, what="payment_reads")
+    except Reverted:  # one of them reverted: ask one by one to learn which
+        return [await _read_one(rpc, call) for call in calls]
+    return [_decode(fn, raw) for (_, fn, _), raw in zip(calls, raws, strict=True)]
+
+
+async def _read_one(rpc: Rpc, call: Call) -> tuple[Any, ...] | None:
+    to, fn, args = call
+    try:
+        return await rpc.eth_call(to, fn, *args)
+    except Reverted:
+        return None
+    except Exception as exc:  # a garbled answer is the callee's problem, not the RPC's
+        if "decod" in str(exc).lower():
+            return None
+        raise
+
+
+def _decode(fn: Function, raw: Any) -> tuple[Any, ...] | None:
+    if not isinstance(raw, bytes | bytearray):
+        return None
+    try:
+        return fn.decode_result(bytes(raw))
+    except Exception:
+        return None
+
+
+class PaymentGate:
+    """Admission of paid deliveries for one node key and one payment Wallet."""
+
+    def __init__(self, payment_address: str | None) -> None:
+        self.payment_address = to_checksum_address(payment_address) if payment_address else None
+        self.rpc: Rpc | None = None
+        self.node: str | None = None
+        self.fee_contract: str | None = None
+        self.wallet_factory: str | None = None
+        self.node_wallet_valid: bool | None = None
+        self._valid: set[str] = set()
+        self._reservations: dict[Job, tuple[str, int]] = {}
+        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_KEPT)
+        self.refused = 0
+
+    async def connect(self, rpc: Rpc, registry: str, node: str) -> None:
+        """Find Fee and WalletFactory through the Registry; check the node's own Wallet."""
+        self.rpc, self.node = rpc, node
+        (fee,) = await rpc.eth_call(registry, abi.REGISTRY_FEE)
+        (factory,) = await rpc.eth_call(registry, abi.REGISTRY_WALLET_FACTORY)
+        self.fee_contract = to_checksum_address(fee)
+        self.wallet_factory = to_checksum_address(factory)
+        if self.payment_address is not None:
+            self.node_wallet_valid = await self.is_valid_wallet(self.payment_address)
+            if not self.node_wallet_valid:
+                log.error(
+                    "payment_address_invalid",
+                    payment_address=self.payment_address,
+                    wallet_factory=self.wallet_factory,
+                    reason="not a Wallet from this Coordinator's WalletFactory: paid "
+                    "subscriptions are refused (node-agent wallet create makes one)",
+                )
+
+    async def is_valid_wallet(self, wallet: str) -> bool:
+        if wallet in self._valid:
+            return True
+        assert self.rpc is not None and self.wallet_factory is not None
+        (valid,) = await self.rpc.eth_call(self.wallet_factory, abi.IS_VALID_WALLET, wallet)
+        if valid:
+            if len(self._valid) >= VALID_CACHE:
+                self._valid.clear()
+            self._valid.add(wallet)
+        return bool(valid)
+
+    def reserved(self, token: str, active: Callable[[Job], bool], pending: int = 0) -> int:
+        """Stake promised in ``token`` to proof deliveries still in flight (``active``), plus
+        ``pending`` (sent, not yet seen locked on-chain); finished reservations are dropped."""
+        total = pending
+        for job, (reserved_token, amount) in list(self._reservations.items()):
+            if not active(job):
+                del self._reservations[job]
+            elif reserved_token == token:
+                total += amount
+        return total
+
+    async def check(self, sub: Subscription, reserved: int = 0) -> Refusal | None:
+        """The wallets' state against one delivery of ``sub`` (free subscriptions pass)."""
+        if not sub.pays:
+            return None
+        assert self.rpc is not None and self.fee_contract is not None and self.node is not None
+        if not await self.is_valid_wallet(sub.wallet):
+            return funds_refusal(sub, _settlement(consumer_valid=False))
+        token = sub.payment_token
+        calls: list[Call] = [
+            (sub.wallet, abi.UNLOCKED_BALANCE, (token,)),
+            (sub.wallet, abi.WALLET_ALLOWANCE, (sub.owner, token)),
+        ]
+        node_wallet = self.payment_address
+        if sub.requires_proof and node_wallet is not None and self.node_wallet_valid:
+            calls += [
+                (node_wallet, abi.UNLOCKED_BALANCE, (token,)),
+                (node_wallet, abi.WALLET_ALLOWANCE, (self.node, token)),
+                (sub.verifier, abi.VERIFIER_SUPPORTS, (token,)),
+                (sub.verifier, abi.VERIFIER_FEE, (token,)),
+                (self.fee_contract, abi.FEE_AND_RECIPIENT, ()),
+            ]
+        answers = await read_batch(self.rpc, calls)
+        values = [answer[0] if answer else None for answer in answers]
+        values += [None] * (7 - len(values))  # without a verifier only the consumer is read
+        view = Settlement(
+            consumer=WalletView(True, _int(values[0]), _int(values[1])),
+            node=WalletView(bool(self.node_wallet_valid), _int(values[2]), _int(values[3])),
+            fee_bps=_int(values[6]),
+            verifier_supported=values[4] is True,
+            verifier_fee=_int(values[5]),
+        )
+        return funds_refusal(sub, view, reserved)
+
+    def reserve(self, job: Job, sub: Subscription) -> None:
+        """Promise ``sub``'s stake to ``job`` until it is sent (or abandoned)."""
+        if sub.pays and sub.requires_proof:
+            self._reservations[job] = (sub.payment_token.lower(), sub.payment_amount)
+
+    def note_refusal(self, job: Job, refusal: Refusal) -> None:
+        self.refused += 1
+        self._recent.append(
+            {
+                "subscription": job[0],
+                "interval": job[1],
+                "code": refusal.code,
+                "reason": refusal.message,
+                "at": round(time.time(), 3),
+            }
+        )
+        log.info(
+            "payment_refused",
+            sub=job[0],
+            interval=job[1],
+            code=refusal.code,
+            reason=refusal.message,
+        )
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "payment_address": self.payment_address,
+            "payment_address_valid": self.node_wallet_valid,
+            "wallet_factory": self.wallet_factory,
+            "fee_contract": self.fee_contract,
+            "refused": self.refused,
+            "recent_refusals": list(self._recent)[::-1],
+        }
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _settlement(*, consumer_valid: bool) -> Settlement:
+    empty = WalletView(consumer_valid, 0, 0)
+    return Settlement(consumer=empty, node=empty, fee_bps=0)

@@ -18,8 +18,9 @@ and alerts written for dcgm-exporter work on a node without DCGM.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -77,8 +78,9 @@ class AgentMetrics(Recorder):
 
     def __init__(self, reading: Callable[[], NodeReading] = NodeReading) -> None:
         self._reading = reading
+        # The event series only; each scrape adds the snapshot families (see _Scrape).
         r = self.registry = CollectorRegistry(auto_describe=True)
-        r.register(_Snapshot(self))
+        self._encoding = asyncio.Lock()
         self.job_seconds = Histogram(
             "node_agent_job_duration_seconds",
             "Infernet job latency, accepted to final status (queue wait included), by status",
@@ -186,30 +188,40 @@ class AgentMetrics(Recorder):
 
     # --- exposition ------------------------------------------------------------------------
 
-    def collect_snapshot(self) -> Iterator[Metric]:
+    def _scrape(self) -> _Scrape:
+        """Read the node's state (on the event loop, which owns it) and drop the series of
+        containers that are gone; encoding may then happen anywhere."""
         reading = self._reading()
         self.retain_containers(reading.container_ids())
-        return iter(snapshot_families(reading))
+        return _Scrape(snapshot_families(reading), self.registry)
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
         """The exposition the scraper asked for (``Accept``): Prometheus text 0.0.4 unless
         it asks for OpenMetrics or text 1.0.0; returns (body, content type)."""
         encoder, content_type = choose_encoder(accept)
-        return encoder(self.registry), content_type
+        return encoder(self._scrape()), content_type
+
+    async def scrape(self, accept: str = "") -> tuple[bytes, str]:
+        """:meth:`render` for GET /metrics: the state is read on the loop, the text written
+        on a worker thread (tens of milliseconds with many GPUs and containers), one scrape
+        at a time so a burst of scrapes cannot take every executor thread."""
+        encoder, content_type = choose_encoder(accept)
+        async with self._encoding:
+            view = self._scrape()
+            return await asyncio.to_thread(encoder, view), content_type
 
 
-class _Snapshot(Collector):
-    """Registered first, so containers that are gone are dropped before the event series
-    are collected in the same scrape."""
+class _Scrape(Collector):
+    """One scrape: snapshot families taken on the loop, then the event series (prometheus_client
+    metrics lock their own values, so collecting them on another thread is safe)."""
 
-    def __init__(self, metrics: AgentMetrics) -> None:
-        self._metrics = metrics
+    def __init__(self, snapshot: list[Metric], registry: CollectorRegistry) -> None:
+        self._snapshot = snapshot
+        self._registry = registry
 
     def collect(self) -> Iterable[Metric]:
-        return self._metrics.collect_snapshot()
-
-    def describe(self) -> Iterable[Metric]:
-        return ()  # names vary with what the node has (GPUs, chain, grid): never checked
+        yield from self._snapshot
+        yield from self._registry.collect()
 
 
 # --- snapshot series ------------------------------------------------------------------------

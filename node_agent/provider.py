@@ -99,7 +99,7 @@ class ProviderServices:
         self._ctx = ctx
         jobs.recorder = jobs.pipeline.recorder = self.metrics
         ctx.api_keys = self.api_keys
-        ctx.metrics = self.metrics.render
+        ctx.metrics = self.metrics.scrape
         ctx.info_sections["gpus"] = self._gpus_section
         ctx.info_sections["node"] = self._node_section
         # "_node" cannot be a container id (ids start with a letter or digit).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,7 +48,7 @@ class NodeContext:
     api_keys: ApiKeyAuthority | None = None
     # GET /metrics (node_agent.metrics), when set: the request's Accept header -> (body,
     # content type), so a scraper that asks for OpenMetrics gets it.
-    metrics: Callable[[str], tuple[bytes, str]] | None = None
+    metrics: Callable[[str], Awaitable[tuple[bytes, str]]] | None = None
     # More routes from optional components (workloads), given the route table to add to.
     route_extensions: list[Callable[[Any], None]] = field(default_factory=list)
     draining: bool = False

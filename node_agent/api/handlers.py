@@ -170,7 +170,7 @@ class Handlers:
     async def metrics(self, request: web.BaseRequest) -> web.Response:
         """Prometheus exposition (node_agent.metrics), in the format ``Accept`` asks for."""
         assert self.ctx.metrics is not None
-        body, content_type = self.ctx.metrics(request.headers.get("Accept", ""))
+        body, content_type = await self.ctx.metrics(request.headers.get("Accept", ""))
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     # --- jobs --------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ Everything is read back through prometheus_client's own parsers, as a scraper wo
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -184,3 +186,25 @@ def test_openmetrics_when_the_scraper_asks_for_it() -> None:
     assert values(families["node_agent_job_duration_seconds"], "_count", "status") == {
         ("success",): 1
     }
+
+
+async def test_scrape_reads_state_on_the_loop_and_writes_text_off_it() -> None:
+    readers: list[int] = []
+
+    def reading() -> NodeReading:
+        readers.append(threading.get_ident())
+        return NodeReading(jobs_finished={"success": 1})
+
+    metrics = AgentMetrics(reading)
+    answers = await asyncio.gather(
+        metrics.scrape(), metrics.scrape(), metrics.scrape("application/openmetrics-text")
+    )
+    assert set(readers) == {threading.get_ident()}  # the loop's thread, the state's owner
+    (plain, _), (again, _), (open_body, open_type) = answers
+    assert plain == again == metrics.render()[0]
+    assert open_type.startswith("application/openmetrics-text")
+    assert values(
+        {f.name: f for f in openmetrics_families(open_body.decode())}["node_agent_jobs"],
+        "_total",
+        "status",
+    ) == {("success",): 1}

@@ -268,7 +268,10 @@
         chart("Queue", [{ label: "queued", values: queued }, { label: "running", values: running }], {
           id: "queue", now: `${num(latest.queued, 0)} / ${num(latest.running, 0)}`,
         }),
-        chart("Latency", lat, { id: "latency", now: seconds(lastValue(lat[1].values)) + " p90" }),
+        chart("Latency", lat, {
+          id: "latency",
+          now: lastValue(lat[1].values) === null ? "no job yet" : `${seconds(lastValue(lat[1].values))} p90`,
+        }),
       ),
       queues.length
         ? table(["Container", "Queued"], queues.map(([name, depth]) => row([name, depth])))

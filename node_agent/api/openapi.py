@@ -365,7 +365,10 @@ def _ui_schemas() -> dict[str, Schema]:
                 queues={"type": "object", "additionalProperties": integer},
             ),
             containers={"type": "array", "items": {"type": "object"}},
-            chain={**obj(["enabled"], enabled=boolean), "description": "As in /info."},
+            chain={
+                **obj(["enabled"], enabled=boolean, configured=boolean, reason=maybe_string),
+                "description": "As in /info; configured and reason when it did not start.",
+            },
             grid={
                 **obj(["enabled"], enabled=boolean, url=maybe_string),
                 "description": "The reporter's status; url is the orchestrator's origin only.",

@@ -112,6 +112,15 @@ def _gpus(info: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _chain(info: Mapping[str, Any], health: Mapping[str, Any], configured: bool) -> Any:
+    """/info's chain section; a chain that is configured but did not start says why."""
+    chain = info.get("chain") or {"enabled": False}
+    if chain.get("enabled") or not configured:
+        return chain
+    check = (health.get("checks") or {}).get("chain") or {}
+    return {"enabled": False, "configured": True, "reason": check.get("reason")}
+
+
 def _grid(info: Mapping[str, Any], enabled: bool, url: str | None) -> dict[str, Any]:
     if not enabled:
         return {"enabled": False}
@@ -140,6 +149,7 @@ def compose(
     health: Mapping[str, Any],
     grid_enabled: bool,
     grid_url: str | None,
+    chain_configured: bool = False,
     recent_jobs: Mapping[str, Any],
     workloads: Mapping[str, Any],
     poll_seconds: float,
@@ -164,7 +174,7 @@ def compose(
             "queues": info.get("queues") or {},
         },
         "containers": list(info.get("services") or []),
-        "chain": info.get("chain") or {"enabled": False},
+        "chain": _chain(info, health, chain_configured),
         "grid": _grid(info, grid_enabled, grid_url),
         "recent_jobs": dict(recent_jobs),
         "workloads": dict(workloads),

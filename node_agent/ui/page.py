@@ -218,6 +218,7 @@ class StatusPage:
             health=health,
             grid_enabled=grid.enabled,
             grid_url=grid.url,
+            chain_configured=ctx.config.chain.enabled,
             recent_jobs=recent,
             workloads=await self._recent_workloads(limit),
             poll_seconds=self.poll_seconds,

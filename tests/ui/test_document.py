@@ -98,6 +98,17 @@ def test_an_empty_node_gives_every_panel_its_empty_state() -> None:
     }
 
 
+def test_a_chain_that_did_not_start_says_why() -> None:
+    info = {"chain": {"enabled": False, "address": ""}}
+    health = {"status": "healthy", "checks": {"chain": {"status": "unhealthy", "reason": "no key"}}}
+    assert doc(info, health, chain_configured=True)["chain"] == {
+        "enabled": False,
+        "configured": True,
+        "reason": "no key",
+    }
+    assert doc(info, health)["chain"] == {"enabled": False, "address": ""}
+
+
 def test_panels_come_from_info_and_health_and_are_scrubbed() -> None:
     rpc = "https://user:rpc-pass@rpc.example/v3/infura-key"
     info = {

@@ -307,7 +307,12 @@
   function renderChain(doc) {
     const chain = doc.chain || {};
     if (!chain.enabled) {
-      fill("chain", empty("No chain configured (chain.enabled: false): this node serves off-chain jobs only."));
+      fill(
+        "chain",
+        chain.configured
+          ? empty(`The chain is configured but not running: ${chain.reason || "see the chain check"}.`)
+          : empty("No chain configured (chain.enabled: false): this node serves off-chain jobs only."),
+      );
       return;
     }
     fill(

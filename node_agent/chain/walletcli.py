@@ -46,6 +46,10 @@ def wallet_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"config error: {exc.error}", file=sys.stderr)
         return 2
+    from node_agent.logging import configure_logging
+
+    # stdout carries the result; warnings (an RPC endpoint failing over) go to stderr.
+    configure_logging(config.log.model_copy(update={"level": "WARNING"}), stream=sys.stderr)
     from node_agent.chain import walletops as ops
     from node_agent.chain.errors import ChainUnavailable
     from node_agent.chain.service import STATE_FILE

@@ -54,7 +54,7 @@ class NodeRefused(ClientError):
         self.status = status
         self.error = error
         self.params = params
-        super().__init__(f"HTTP {status}: {error}{_params_text(params)}")
+        super().__init__(f"HTTP {status}: {error}{params_text(params)}")
 
 
 class JobNotFound(ClientError):
@@ -69,7 +69,7 @@ class WaitTimeout(ClientError):
         super().__init__(message)
 
 
-def _params_text(params: Any) -> str:
+def params_text(params: Any) -> str:
     if not isinstance(params, dict) or not params:
         return ""
     text = ", ".join(f"{k}: {_value_text(v)}" for k, v in params.items())

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:  # the client (aiohttp) is imported only when a job command runs
-    from node_agent.client import Job, Kind, NodeClient, Page
+    from node_agent.client import Job, Kind, NodeClient
 
 URL_ENV = "NODE_AGENT_URL"
 KEY_ENV = "NODE_AGENT_API_KEY"
@@ -34,6 +34,13 @@ EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_TIMEO
 
 class UsageError(Exception):
     """Bad options or an unreadable input file (exit 2)."""
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def default_url() -> str:
@@ -55,7 +62,7 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="machine-readable output")
     common.add_argument(
         "--request-timeout",
-        type=float,
+        type=_seconds,
         default=10.0,
         metavar="S",
         help="limit of each HTTP call (default: 10 s)",
@@ -76,7 +83,7 @@ def _workload_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--gpus", type=int, help="GPU count (default: from --model-size-gb)")
     group.add_argument("--model-size-gb", type=float)
-    group.add_argument("--max-runtime", type=float, metavar="S", help="seconds, then it fails")
+    group.add_argument("--max-runtime", type=_seconds, metavar="S", help="seconds, then it fails")
     group.add_argument("--port", action="append", type=int, default=[], help="inference port")
     group.add_argument(
         "--infernet-service", action="store_true", help="serve it as an Infernet container"
@@ -127,7 +134,9 @@ def add_job_parser(sub: Any) -> None:
     )
     _workload_options(submit)
     submit.add_argument("--wait", action="store_true", help="then wait until it is final")
-    submit.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up after S")
+    submit.add_argument(
+        "--timeout", type=_seconds, metavar="S", help="with --wait: give up after S"
+    )
 
     estimate = verbs.add_parser(
         "estimate", parents=[common], help="what a workload would get here (/v1/jobs/estimate)"
@@ -148,12 +157,14 @@ def add_job_parser(sub: Any) -> None:
         parser.add_argument(
             "--intermediate", action="store_true", help="Infernet: results of every container"
         )
-    wait.add_argument("--timeout", type=float, metavar="S", help="give up after S (exit 5)")
+    wait.add_argument("--timeout", type=_seconds, metavar="S", help="give up after S (exit 5)")
 
     cancel = verbs.add_parser("cancel", parents=[common], help="cancel a workload")
     cancel.add_argument("job_id")
     cancel.add_argument("--wait", action="store_true", help="until it has stopped")
-    cancel.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up after S")
+    cancel.add_argument(
+        "--timeout", type=_seconds, metavar="S", help="with --wait: give up after S"
+    )
 
     logs = verbs.add_parser("logs", parents=[common], help="a workload's output")
     logs.add_argument("job_id")
@@ -173,28 +184,54 @@ def add_job_parser(sub: Any) -> None:
 # --- input ------------------------------------------------------------------------------------
 
 
-def _read_json(source: str, what: str) -> Any:
-    """JSON from a file, ``-`` (stdin) or, for --data, the text itself."""
-    try:
-        if source == "-":
-            text = sys.stdin.read()
-        elif what != "--data" or source.startswith("@"):
-            text = Path(source.removeprefix("@") if what == "--data" else source).read_text()
-        else:
-            text = source
-    except OSError as exc:
-        raise UsageError(f"{what}: cannot read {exc.filename}: {exc.strerror}") from None
+def _parse_json(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as exc:
         raise UsageError(f"{what}: not JSON: {exc}") from None
 
 
+def _json_file(source: str, what: str) -> Any:
+    """JSON from a file, or from stdin for ``-``."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot read {exc.filename}: {exc.strerror}") from None
+    return _parse_json(text, what)
+
+
+def _data(arg: str) -> Any:
+    """``--data``: JSON text, ``@FILE`` or ``-``."""
+    if arg == "-" or arg.startswith("@"):
+        return _json_file(arg.removeprefix("@"), "--data")
+    return _parse_json(arg, "--data")
+
+
+def _check_submit(args: argparse.Namespace) -> None:
+    """Options of one kind of job given to another are a mistake, not something to ignore."""
+    infernet = {"--data": args.data != "{}", "--requires-proof": args.requires_proof}
+    infernet["--stream"] = args.stream
+    workload = {
+        "--name": args.name, "--type": args.workload_type, "--entrypoint": args.entrypoint,
+        "--env": args.env, "--gpus": args.gpus is not None, "--model-size-gb": args.model_size_gb,
+        "--max-runtime": args.max_runtime, "--port": args.port, "--draft": args.draft,
+        "--infernet-service": args.infernet_service, "--callback-url": args.callback_url,
+        "a command after --": args.cmd,
+    }  # fmt: skip
+    misplaced = [k for k, v in infernet.items() if v and not args.containers]
+    misplaced += [k for k, v in workload.items() if v and not args.image]
+    if misplaced:
+        mode = "--container" if misplaced[0] in infernet else "--image"
+        raise UsageError(f"{', '.join(misplaced)}: only with {mode}")
+    if args.stream and args.wait:
+        raise UsageError("--stream already waits for the end of the output")
+
+
 def _draft(args: argparse.Namespace) -> dict[str, Any]:
     """The workload draft: ``--draft`` first, then each option given on the command line."""
     draft: dict[str, Any] = {}
     if args.draft:
-        loaded = _read_json(args.draft, "--draft")
+        loaded = _json_file(args.draft, "--draft")
         if not isinstance(loaded, dict):
             raise UsageError("--draft: expected a JSON object")
         draft.update(loaded)
@@ -229,7 +266,7 @@ def _delegated_body(args: argparse.Namespace) -> dict[str, Any]:
     from node_agent.api.wire import parse_delegated
     from node_agent.errors import NodeAgentError
 
-    body = _read_json(args.delegated, "--delegated")
+    body = _json_file(args.delegated, "--delegated")
     if not isinstance(body, dict) or "subscription" not in body or "signature" not in body:
         raise UsageError(
             "--delegated: expected a DelegatedSubscriptionRequest: "
@@ -246,9 +283,9 @@ def _delegated_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _describe(params: Any) -> str:
-    from node_agent.client import _params_text
+    from node_agent.client import params_text
 
-    return _params_text(params)
+    return params_text(params)
 
 
 def _compact(value: Any) -> str:
@@ -324,18 +361,18 @@ def render_job(job: Job) -> str:
             ("finished", body.get("finished_at")),
             ("runtime", f"{runtime:.1f} s" if isinstance(runtime, int | float) else None),
             ("gpus", _gpus(body.get("gpus"))),
-            ("ports", ", ".join(f"{p} -> {h}" for p, h in ports.items()) or None),
+            ("ports", ", ".join(f"{p} -> 127.0.0.1:{h}" for p, h in ports.items()) or None),
             ("cost", f"${body['cost_usd']:g}" if body.get("cost_usd") else None),
             ("error", body.get("error")),
         ]
     )
 
 
-def render_page(page: Page, kind: str) -> str:
+def render_page(jobs: Sequence[Job], kind: str) -> str:
     if kind == "infernet":
         return table(
             ("JOB ID", "STATUS", "CONTAINER"),
-            [(j.id, j.status, _result_text(j.body.get("result"))[0]) for j in page.jobs],
+            [(j.id, j.status, _result_text(j.body.get("result"))[0]) for j in jobs],
         )
     return table(
         ("JOB ID", "STATUS", "EXIT", "CREATED", "NAME", "IMAGE"),
@@ -348,7 +385,7 @@ def render_page(page: Page, kind: str) -> str:
                 j.body.get("name") or None,
                 j.body.get("image"),
             )
-            for j in page.jobs
+            for j in jobs
         ],
     )
 
@@ -436,10 +473,9 @@ class Output:
 
 
 async def _submit(node: NodeClient, args: argparse.Namespace, out: Output) -> int:
-    if args.cmd and not args.image:
-        raise UsageError("a command (after --) needs --image: it runs as a workload")
+    _check_submit(args)
     if args.batch:
-        bodies = _read_json(args.batch, "--batch")
+        bodies = _json_file(args.batch, "--batch")
         if not isinstance(bodies, list):
             raise UsageError("--batch: expected a JSON array of job bodies")
         answers = await node.submit_batch(bodies)
@@ -456,7 +492,7 @@ async def _submit(node: NodeClient, args: argparse.Namespace, out: Output) -> in
             out.note(f"warning: the node ignored the field {name!r}")
         job_id, doc, kind = str(answer["job_id"]), answer, "workload"
     else:
-        data = _read_json(args.data, "--data")
+        data = _data(args.data)
         if args.stream:
             return await _stream(node, args, data, out)
         job_id = await node.submit_job(args.containers, data, requires_proof=args.requires_proof)
@@ -481,15 +517,18 @@ async def _stream(node: NodeClient, args: argparse.Namespace, data: Any, out: Ou
             out.line({"id": job_id})
         elif not chunk:
             out.note(f"job {job_id}")
-        elif out.json:
+        elif out.json and text:
             out.line({"data": text})
         else:
             out.text(text)
-    if not out.json:
-        out.text(decoder.decode(b"", final=True))
-    # The stream carries no status: the job record says whether the container succeeded.
-    job = await node.job(job_id)
-    return outcome(job) if job is not None else EXIT_OK
+    rest = decoder.decode(b"", final=True)
+    if rest and out.json:
+        out.line({"data": rest})
+    elif rest:
+        out.text(rest)
+    # The stream carries no status (it just ends): the job's record says how it went.
+    job = await node.wait(await node.find(job_id, "infernet"), timeout=args.request_timeout)
+    return outcome(job)
 
 
 async def _logs(node: NodeClient, args: argparse.Namespace, out: Output) -> int:
@@ -498,7 +537,10 @@ async def _logs(node: NodeClient, args: argparse.Namespace, out: Output) -> int:
         out.show(runtime, runtime.get("log_tail") or "")
         return EXIT_OK
     async for event in node.follow_logs(args.job_id):
-        data = json.loads(event.data) if event.data else None
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            continue  # not one of the node's events (a proxy's, perhaps)
         if event.event == "log" and isinstance(data, str):
             if out.json:
                 out.line({"event": "log", "data": data})
@@ -520,18 +562,15 @@ async def _list(node: NodeClient, args: argparse.Namespace, out: Output) -> int:
     kind = args.kind or ("workload" if node.has_key else "infernet")
     fetch = node.workload_page if kind == "workload" else node.job_page
     cursor, jobs = args.cursor, []
-    while True:
+    while True:  # --all: as many pages as the node keeps (its retention bounds them)
         page = await fetch(limit=args.limit, cursor=cursor)
+        jobs += page.jobs
         cursor = page.next_cursor
-        if out.json:
-            jobs += [j.body for j in page.jobs]
-        else:
-            out.text(render_page(page, kind))
         if not (args.all and cursor):
             break
-    if out.json:
-        out.doc({"kind": kind, "jobs": jobs, "next_cursor": cursor})
-    elif cursor:
+    doc = {"kind": kind, "jobs": [j.body for j in jobs], "next_cursor": cursor}
+    out.show(doc, render_page(jobs, kind))
+    if cursor and not out.json:
         out.note(f"more: --cursor {cursor}")
     return EXIT_OK
 

@@ -8,6 +8,7 @@ uses its own API key where it counts jobs, since a key is its own job namespace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shlex
@@ -20,19 +21,31 @@ import pytest
 import pytest_asyncio
 import structlog
 
+from node_agent.chain.devnet import DELEGATE_SIGNER_KEY, NODE_KEYS
 from node_agent.client import SseEvent, SseParser
 from node_agent.workloads.docker_adapter import LABEL_NODE
 from node_agent.workloads.node import node_tag
+from tests.chain.chain_support import (  # anvil and devnet are fixtures
+    Devnet,
+    agent_config,
+    anvil,
+    client_body,
+    devnet,
+    eventually,
+)
 from tests.cli.test_status_doctor import cli, run_cli
 from tests.support.agent import running_agent
 from tests.support.docker_env import docker_client, ensure_images, remove_containers, unique
+from tests.support.infernet_client import load_subscription_class
 from tests.support.net import free_port
+from tests.support.service import running_service
 from tests.workloads.support import BASE_IMAGE, Key, make_key
 
 pytestmark = pytest.mark.docker
 module_loop = pytest.mark.asyncio(loop_scope="module")  # the loop the shared agent runs in
 
 ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["anvil", "devnet"]  # fixtures of the delegated-subscription test
 KEYS = ("alice", "lister", "infernet")
 
 
@@ -55,6 +68,19 @@ def _remove_workloads(tag: str) -> None:
         client.close()
 
 
+@contextlib.contextmanager
+def agent_logs_to(path: Path) -> Iterator[None]:
+    """The agent's log lines go to a file: the CLI's stdout is captured while the agent serves
+    from the same process, and a log line there would be read as the command's output."""
+    saved = structlog.get_config()
+    with path.open("w") as log:
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(log))
+        try:
+            yield
+        finally:
+            structlog.configure(**saved)
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Node]:
     await asyncio.to_thread(ensure_images)
@@ -73,17 +99,11 @@ async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Node]:
         "api_keys": {"keys": [k.entry() for k in keys.values()]},
         "workloads": {"stop_grace": 1},
     }
-    # The agent logs to a file: the CLI's stdout is captured while the agent serves, in the
-    # same process, and a log line there would be read as the command's output.
-    saved = structlog.get_config()
-    log = (state.parent / "agent.log").open("w")
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(log))
     try:
-        async with running_agent(raw, state) as (_, url):
-            yield Node(url, keys, echo, faulty)
+        with agent_logs_to(state.parent / "agent.log"):
+            async with running_agent(raw, state) as (_, url):
+                yield Node(url, keys, echo, faulty)
     finally:
-        structlog.configure(**saved)
-        log.close()
         await asyncio.to_thread(remove_containers, [echo, faulty])
         await asyncio.to_thread(_remove_workloads, node_tag(state))
 
@@ -207,6 +227,52 @@ async def test_delegated_file_is_checked_then_the_node_answers(node: Node, tmp_p
     code, out, err = await cli(node.argv("submit", "--delegated", str(path)))
     assert code == 3 and out == ""
     assert err == "node-agent job: HTTP 400: Chain not enabled\n"
+
+
+@pytest.mark.chain
+async def test_a_signed_delegated_subscription_from_a_file_is_accepted(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    """On a chain-enabled node (anvil, the project's contracts): the file infernet-client's
+    body was written to goes through intact (the node checks its signer before answering)."""
+    net = devnet
+    with agent_logs_to(tmp_path / "agent.log"):
+        await _delegated_through_the_cli(net, tmp_path)
+
+
+async def _delegated_through_the_cli(net: Devnet, tmp_path: Path) -> None:
+    async with (
+        running_service("echo") as (_, service_url),
+        running_agent(agent_config(net, service_url, tmp_path / "state"), tmp_path) as (_, url),
+    ):
+
+        async def chain_ready() -> bool:
+            _, out, _ = await cli(["status", "--url", url, "--json"])
+            return bool(json.loads(out)["health"]["checks"]["chain"]["status"] == "ok")
+
+        await eventually(chain_ready, what="the chain check ok")
+        now = int((await net.w3.eth.get_block("latest"))["timestamp"])
+        zero = "0x" + "00" * 20
+        sub = load_subscription_class()(
+            net.examples.delegator, now - 1, 0, 1, 1, ["echo"], False, zero, 0, zero, zero
+        )
+        for signer, nonce in ((NODE_KEYS[1], 1), (DELEGATE_SIGNER_KEY, 1)):
+            body = client_body(net, sub, nonce=nonce, expiry=now + 600, key=signer, data={"a": 1})
+            (tmp_path / "signed.json").write_text(json.dumps(body))
+            code, out, err = await cli(
+                ["job", "submit", "--url", url, "--delegated", str(tmp_path / "signed.json")]
+            )
+            if signer == DELEGATE_SIGNER_KEY:
+                assert (code, out, err) == (0, "delegated subscription accepted\n", "")
+            else:
+                assert code == 3 and out == "" and len(err.splitlines()) == 1
+                assert err.startswith("node-agent job: HTTP 400: Signer mismatch (signer: 0x")
+        delegator = net.contract("ExampleDelegatorConsumer", net.examples.delegator)
+
+        async def delivered() -> bool:
+            return bool(await delegator.functions.deliveryCount().call() == 1)
+
+        await eventually(delivered, what="the delegated subscription delivered")
 
 
 # --- workloads --------------------------------------------------------------------------------
@@ -403,7 +469,12 @@ def test_bad_input_is_a_usage_error(tmp_path: Path) -> None:
     code, _, err = run_cli(["job", "submit", "--delegated", str(tmp_path / "none"), "--url", url])
     assert code == 2 and "cannot read" in err
     code, _, err = run_cli(["job", "submit", "-c", "echo", "--url", url, "--", "ls"])
-    assert code == 2 and "needs --image" in err
+    assert code == 2 and err == "node-agent job: a command after --: only with --image\n"
+    code, _, err = run_cli(["job", "submit", "--image", "x", "--stream", "--url", url])
+    assert code == 2 and err == "node-agent job: --stream: only with --container\n"
+    with pytest.raises(SystemExit) as exited:  # argparse's own usage error
+        run_cli(["job", "wait", "x", "--timeout", "-1", "--url", url])
+    assert exited.value.code == 2
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh"])

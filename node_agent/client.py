@@ -57,6 +57,10 @@ class NodeRefused(ClientError):
         super().__init__(f"HTTP {status}: {error}{params_text(params)}")
 
 
+class UnexpectedAnswer(ClientError):
+    """A 2xx answer of a shape the node never sends (a proxy's page, another server)."""
+
+
 class JobNotFound(ClientError):
     """Neither kind of job with this id is visible to this caller."""
 
@@ -249,26 +253,36 @@ class NodeClient:
         except ValueError:
             raise NodeRefused(response.status, "the answer is not JSON") from None
 
+    async def _object(self, method: str, path: str, *keys: str, **kw: Any) -> dict[str, Any]:
+        """A call whose answer must be a JSON object with ``keys``."""
+        answer = await self._request(method, path, **kw)
+        if not isinstance(answer, dict) or any(k not in answer for k in keys):
+            raise UnexpectedAnswer(f"{method} {path}: not a node-agent answer")
+        return answer
+
+    async def _objects(self, method: str, path: str, **kw: Any) -> list[dict[str, Any]]:
+        """A call whose answer must be a JSON array of objects."""
+        answer = await self._request(method, path, **kw)
+        if not isinstance(answer, list) or not all(isinstance(a, dict) for a in answer):
+            raise UnexpectedAnswer(f"{method} {path}: not a node-agent answer")
+        return answer
+
     # --- Infernet jobs -------------------------------------------------------------------------
 
     async def submit_job(
         self, containers: Sequence[str], data: Any, *, requires_proof: bool | None = None
     ) -> str:
-        answer = await self._request(
-            "POST", "/api/jobs", body=_job_body(containers, data, requires_proof)
-        )
-        return str(answer["id"])
+        body = _job_body(containers, data, requires_proof)
+        return str((await self._object("POST", "/api/jobs", "id", body=body))["id"])
 
     async def submit_batch(self, bodies: list[Any]) -> list[dict[str, Any]]:
         """Each answer is ``{"id"}``, ``{}`` (a delegated subscription) or ``{"error"}``."""
-        answer = await self._request("POST", "/api/jobs/batch", body=bodies)
-        return list(answer)
+        return await self._objects("POST", "/api/jobs/batch", body=bodies)
 
     async def submit_delegated(self, body: dict[str, Any]) -> dict[str, Any]:
         """A signed ``DelegatedSubscriptionRequest``; the node checks the signer before its
         ``{}`` (a refusal is an HTTP error naming the problem)."""
-        answer = await self._request("POST", "/api/jobs", body=body)
-        return dict(answer)
+        return await self._object("POST", "/api/jobs", body=body)
 
     async def stream_job(
         self, containers: Sequence[str], data: Any, *, requires_proof: bool | None = None
@@ -299,10 +313,10 @@ class NodeClient:
                 params.append(("intermediate", "true"))
             if wait > 0:
                 params.append(("wait", f"{wait:g}"))
-            answer = await self._request(
+            answer = await self._objects(
                 "GET", "/api/jobs", params=params, timeout=wait + self.timeout
             )
-            found += [Job("infernet", dict(j)) for j in answer]
+            found += [Job("infernet", j) for j in answer]
         return found
 
     async def job(
@@ -314,7 +328,7 @@ class NodeClient:
     async def job_page(self, *, limit: int, cursor: str | None = None) -> Page:
         """A page of the caller's Infernet job ids, with each job's result."""
         params = {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
-        answer = await self._request("GET", "/api/jobs", params=params)
+        answer = await self._object("GET", "/api/jobs", "ids", params=params)
         ids = [str(i) for i in answer["ids"]]
         by_id = {j.id: j for j in await self.jobs(ids)}
         # A job removed by retention between the two reads is simply not shown.
@@ -323,24 +337,25 @@ class NodeClient:
     # --- workloads -----------------------------------------------------------------------------
 
     async def submit_workload(self, draft: dict[str, Any]) -> dict[str, Any]:
-        return dict(await self._request("POST", "/v1/jobs", body=draft))
+        return await self._object("POST", "/v1/jobs", "job_id", body=draft)
 
     async def estimate_workload(self, draft: dict[str, Any]) -> dict[str, Any]:
-        return dict(await self._request("POST", "/v1/jobs/estimate", body=draft))
+        return await self._object("POST", "/v1/jobs/estimate", "fits", body=draft)
 
     async def workload(self, job_id: str) -> Job:
-        return Job("workload", dict(await self._request("GET", f"/v1/jobs/{job_id}")))
+        return Job("workload", await self._object("GET", f"/v1/jobs/{job_id}", "job_id"))
 
     async def workload_runtime(self, job_id: str) -> dict[str, Any]:
-        return dict(await self._request("GET", f"/v1/jobs/{job_id}/runtime"))
+        return await self._object("GET", f"/v1/jobs/{job_id}/runtime", "job_id")
 
     async def cancel_workload(self, job_id: str) -> Job:
-        return Job("workload", dict(await self._request("POST", f"/v1/jobs/{job_id}/cancel")))
+        cancelled = await self._object("POST", f"/v1/jobs/{job_id}/cancel", "job_id")
+        return Job("workload", cancelled)
 
     async def workload_page(self, *, limit: int, cursor: str | None = None) -> Page:
         params = {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
-        answer = await self._request("GET", "/v1/jobs", params=params)
-        return Page([Job("workload", dict(j)) for j in answer["jobs"]], answer.get("next_cursor"))
+        answer = await self._object("GET", "/v1/jobs", "jobs", params=params)
+        return Page([Job("workload", j) for j in answer["jobs"]], answer.get("next_cursor"))
 
     async def follow_logs(self, job_id: str) -> AsyncIterator[SseEvent]:
         """The live log (``log`` events, then one ``end``). It may be silent for as long as

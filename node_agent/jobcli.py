@@ -613,6 +613,7 @@ def job_command(
         NodeClient,
         NodeRefused,
         NodeUnreachable,
+        UnexpectedAnswer,
         WaitTimeout,
     )
 
@@ -629,6 +630,7 @@ def job_command(
         (NodeUnreachable, EXIT_UNREACHABLE),
         (NodeRefused, EXIT_REFUSED),
         (JobNotFound, EXIT_REFUSED),
+        (UnexpectedAnswer, EXIT_REFUSED),
         (WaitTimeout, EXIT_TIMEOUT),
     ]
     try:

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import structlog
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from node_agent.chain.devnet import DELEGATE_SIGNER_KEY, NODE_KEYS
 from node_agent.client import SseEvent, SseParser
@@ -475,6 +477,44 @@ def test_bad_input_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exited:  # argparse's own usage error
         run_cli(["job", "wait", "x", "--timeout", "-1", "--url", url])
     assert exited.value.code == 2
+
+
+async def test_a_server_that_is_not_a_node_or_does_not_answer() -> None:
+    """Real HTTP servers that are not node-agent: a proxy's HTML error, a JSON answer of
+    another shape, one that never answers (the per-call limit ends the wait)."""
+    never = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.path == "/v1/jobs":
+            return web.json_response({"hello": "world"})
+        if request.path.startswith("/v1/jobs/"):
+            await never.wait()
+        return web.Response(status=502, text="<html>Bad Gateway</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    url = str(server.make_url("")).rstrip("/")
+    try:
+        code, out, err = await cli(["job", "list", "--url", url, "--api-key", "k"])
+        assert (code, out) == (
+            3,
+            "",
+        ) and err == "node-agent job: GET /v1/jobs: not a node-agent answer\n"
+        code, _, err = await cli(["job", "get", "x", "--url", url, "--kind", "infernet"])
+        assert (
+            code == 3 and err == "node-agent job: HTTP 502: Bad Gateway (not a node-agent answer)\n"
+        )
+        argv = ["job", "cancel", "x", "--url", url, "--api-key", "k", "--request-timeout", "0.3"]
+        code, _, err = await cli(argv)
+        assert (
+            code == 4
+            and err == f"node-agent job: cannot reach the node at {url}: no answer within 0.3 s\n"
+        )
+    finally:
+        never.set()
+        await server.close()
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh"])

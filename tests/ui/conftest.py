@@ -26,11 +26,13 @@ def _missing(what: str) -> NoReturn:
 
 
 def playwright_expect() -> Any:
-    """Playwright's ``expect`` (for a test module to import at its top)."""
+    """Playwright's ``expect`` (for a test module to import at its top), patient enough for a
+    loaded CI machine: it waits for a condition, so a long limit costs nothing when all is well."""
     try:
         from playwright.async_api import expect
     except ImportError:
         _missing("playwright is not installed")
+    expect.set_options(timeout=20_000)
     return expect
 
 

@@ -28,7 +28,6 @@ from node_agent.doctor import safe_url
 DEFAULT_TIMEOUT = 10.0
 MAX_SERVER_WAIT = 30.0  # GET /api/jobs?wait=: the node caps it at jobs.max_wait_seconds
 STREAM_IDLE = 300.0  # an Infernet stream may be silent this long (a model thinking)
-LOG_PROBE_AFTER = 20.0  # a followed log silent this long: is the node still there?
 IDS_PER_LOOKUP = 100  # ids per GET /api/jobs?id=...: keeps the request line short
 POLL_FIRST, POLL_MAX = 0.2, 2.0  # workload wait: polling back-off
 
@@ -360,7 +359,9 @@ class NodeClient:
     async def follow_logs(self, job_id: str) -> AsyncIterator[SseEvent]:
         """The live log (``log`` events, then one ``end``). It may be silent for as long as
         the job prints nothing, so instead of a read timeout the node is asked about the job
-        after each quiet spell: a node that stopped answering ends the follow with an error."""
+        after each quiet spell (twice the per-call limit): a node that stopped answering ends
+        the follow with an error."""
+        quiet = 2 * self.timeout
         limits = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout)
         parser = SseParser()
         try:
@@ -375,7 +376,7 @@ class NodeClient:
                     # would lose the part of a line it had already taken.
                     read = asyncio.ensure_future(response.content.readline())
                     try:
-                        while not (await asyncio.wait({read}, timeout=LOG_PROBE_AFTER))[0]:
+                        while not (await asyncio.wait({read}, timeout=quiet))[0]:
                             await self.workload(job_id)  # raises when the node is gone
                         line = read.result()
                     finally:

@@ -517,6 +517,41 @@ async def test_a_server_that_is_not_a_node_or_does_not_answer() -> None:
         await server.close()
 
 
+async def test_a_quiet_live_log_asks_the_node_and_ends_when_it_stops_answering() -> None:
+    """A followed log that stays silent makes the client ask for the job after twice the
+    per-call limit; a node that then answers with an error ends the follow with that error."""
+    probes: list[int] = []
+    never = asyncio.Event()
+
+    async def live(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b': following x\n\nevent: log\ndata: "hi\\n"\n\n')
+        await never.wait()  # then silence, the connection open
+        return response
+
+    async def detail(request: web.Request) -> web.Response:
+        probes.append(len(probes))
+        if len(probes) == 1:
+            return web.json_response({"job_id": "x", "status": "running"})
+        return web.json_response({"error": "Node draining"}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/v1/jobs/x/logs/live", live)
+    app.router.add_get("/v1/jobs/x", detail)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    url = str(server.make_url("")).rstrip("/")
+    argv = ["job", "logs", "x", "-f", "--url", url, "--api-key", "k", "--request-timeout", "0.2"]
+    try:
+        code, out, err = await cli(argv)
+    finally:
+        never.set()
+        await server.close()
+    assert (code, out) == (3, "hi\n") and err == "node-agent job: HTTP 503: Node draining\n"
+    assert len(probes) == 2  # the first probe found the job alive: the follow went on
+
+
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
 def test_completion_scripts_generate(shell: str) -> None:
     code, out, _ = run_cli(["completion", shell])

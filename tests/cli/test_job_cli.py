@@ -15,7 +15,7 @@ import shlex
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -43,8 +43,14 @@ from tests.support.net import free_port
 from tests.support.service import running_service
 from tests.workloads.support import BASE_IMAGE, Key, make_key
 
-pytestmark = pytest.mark.docker
-module_loop = pytest.mark.asyncio(loop_scope="module")  # the loop the shared agent runs in
+T = TypeVar("T")
+
+
+def on_the_node(test: T) -> T:
+    """A test of the shared agent: it runs in the agent's (module) loop, and needs Docker."""
+    marked: T = pytest.mark.docker(pytest.mark.asyncio(loop_scope="module")(test))
+    return marked
+
 
 ROOT = Path(__file__).resolve().parents[2]
 __all__ = ["anvil", "devnet"]  # fixtures of the delegated-subscription test
@@ -131,7 +137,7 @@ async def ok_json(argv: list[str]) -> Any:
 # --- Infernet jobs ----------------------------------------------------------------------------
 
 
-@module_loop
+@on_the_node
 async def test_infernet_job_submit_then_wait_for_its_result(node: Node) -> None:
     out = await ok(node.argv("submit", "-c", node.echo, "--data", '{"text": "hi"}'))
     job_id = out.strip()
@@ -147,7 +153,7 @@ async def test_infernet_job_submit_then_wait_for_its_result(node: Node) -> None:
     assert doc["result"] == {"container": node.echo, "output": {"output": {"text": "hi"}}}
 
 
-@module_loop
+@on_the_node
 async def test_infernet_job_that_fails_makes_wait_exit_1(node: Node, tmp_path: Path) -> None:
     data = tmp_path / "data.json"
     data.write_text('{"mode": "json500"}')
@@ -160,7 +166,7 @@ async def test_infernet_job_that_fails_makes_wait_exit_1(node: Node, tmp_path: P
     assert code == 1 and "failed" in out and "error" in out
 
 
-@module_loop
+@on_the_node
 async def test_infernet_stream_prints_the_output_as_it_arrives(node: Node) -> None:
     argv = node.argv("submit", "-c", node.echo, "--stream", "--data", '{"prompt": "one two"}')
     code, out, err = await cli(argv)
@@ -173,7 +179,7 @@ async def test_infernet_stream_prints_the_output_as_it_arrives(node: Node) -> No
     assert "".join(line["data"] for line in lines[1:]).split() == ["one", "two"]
 
 
-@module_loop
+@on_the_node
 async def test_batch_shows_each_answer_and_exits_3_when_one_is_refused(
     node: Node, tmp_path: Path
 ) -> None:
@@ -197,7 +203,7 @@ async def test_batch_shows_each_answer_and_exits_3_when_one_is_refused(
     assert code == 3 and "id" in answers[0] and answers[1]["error"] == "Container not supported"
 
 
-@module_loop
+@on_the_node
 async def test_delegated_file_is_checked_then_the_node_answers(node: Node, tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"subscription": {"owner": "0x12"}, "signature": {}}))
@@ -280,7 +286,7 @@ async def _delegated_through_the_cli(net: Devnet, tmp_path: Path) -> None:
 # --- workloads --------------------------------------------------------------------------------
 
 
-@module_loop
+@on_the_node
 async def test_workload_logs_follow_and_wait_reflect_the_exit_code(node: Node) -> None:
     script = "echo hello; sleep 0.5; echo 'to stderr' >&2; echo bye; exit 3"
     out = await ok(
@@ -314,7 +320,7 @@ async def test_workload_logs_follow_and_wait_reflect_the_exit_code(node: Node) -
     }
 
 
-@module_loop
+@on_the_node
 async def test_workload_submit_wait_succeeds_with_env_and_json(node: Node) -> None:
     argv = node.argv(
         "submit", "--image", BASE_IMAGE, "--env", "GREETING=hej", "--wait", "--timeout", "60",
@@ -330,7 +336,7 @@ async def test_workload_submit_wait_succeeds_with_env_and_json(node: Node) -> No
     assert code == 0 and "succeeded  (exit code 0)" in out and "(workload)" in out
 
 
-@module_loop
+@on_the_node
 async def test_cancel_a_long_workload(node: Node) -> None:
     job_id = (await ok(node.argv("submit", "--image", BASE_IMAGE, "--", "sleep", "300"))).strip()
 
@@ -351,7 +357,7 @@ async def test_cancel_a_long_workload(node: Node) -> None:
     assert (await ok(node.argv("cancel", job_id))) == f"{job_id}  cancelled\n"
 
 
-@module_loop
+@on_the_node
 async def test_estimate_and_a_refused_draft(node: Node) -> None:
     out = await ok(node.argv("estimate", "--image", BASE_IMAGE, "--", "true"))
     assert out.startswith("fits") and "yes" in out.splitlines()[0]
@@ -362,7 +368,7 @@ async def test_estimate_and_a_refused_draft(node: Node) -> None:
     assert err.startswith("node-agent job: HTTP 400: Invalid job (field: image, problem: ")
 
 
-@module_loop
+@on_the_node
 async def test_wait_timeout_exits_5(node: Node) -> None:
     job_id = (await ok(node.argv("submit", "--image", BASE_IMAGE, "--", "sleep", "300"))).strip()
     code, out, err = await cli(node.argv("wait", job_id, "--timeout", "0.5"))
@@ -374,7 +380,7 @@ async def test_wait_timeout_exits_5(node: Node) -> None:
 # --- listing ----------------------------------------------------------------------------------
 
 
-@module_loop
+@on_the_node
 async def test_list_pages_through_workloads_and_infernet_jobs(node: Node) -> None:
     workloads = [
         (await ok(node.argv("submit", "--image", BASE_IMAGE, "--", "true", key="lister"))).strip()
@@ -416,7 +422,7 @@ async def test_list_pages_through_workloads_and_infernet_jobs(node: Node) -> Non
 # --- failures and the command line itself ----------------------------------------------------
 
 
-@module_loop
+@on_the_node
 async def test_a_wrong_key_is_one_line_and_never_echoed(
     node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -443,7 +449,7 @@ async def test_a_wrong_key_is_one_line_and_never_echoed(
     assert code == 3 and err == "node-agent job: HTTP 401: Invalid API key\n"
 
 
-@module_loop
+@on_the_node
 async def test_unknown_job_and_workloads_without_a_key(node: Node) -> None:
     missing = "0190a000-0000-7000-8000-000000000000"
     code, _, err = await cli(node.argv("get", missing))
@@ -561,7 +567,7 @@ def test_completion_scripts_generate(shell: str) -> None:
         assert out.startswith("#compdef node-agent")
 
 
-@module_loop
+@on_the_node
 async def test_as_a_real_process_with_the_environment(node: Node) -> None:
     env = {
         **os.environ,

@@ -43,6 +43,9 @@ from tests.support.net import free_port
 from tests.support.service import running_service
 from tests.workloads.support import BASE_IMAGE, Key, make_key
 
+__all__ = ["anvil", "devnet"]  # fixtures of the delegated-subscription test
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = ("alice", "lister", "infernet")
 T = TypeVar("T")
 
 
@@ -50,11 +53,6 @@ def on_the_node(test: T) -> T:
     """A test of the shared agent: it runs in the agent's (module) loop, and needs Docker."""
     marked: T = pytest.mark.docker(pytest.mark.asyncio(loop_scope="module")(test))
     return marked
-
-
-ROOT = Path(__file__).resolve().parents[2]
-__all__ = ["anvil", "devnet"]  # fixtures of the delegated-subscription test
-KEYS = ("alice", "lister", "infernet")
 
 
 class Node:

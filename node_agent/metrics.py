@@ -68,6 +68,10 @@ class NodeReading:
     chain: Mapping[str, Any] | None = None  # ChainService.status()
     health: Mapping[str, str] = field(default_factory=dict)  # check -> ok|degraded|unhealthy
     draining: bool = False
+    # dcgm-exporter's Hostname label. Given by the daemon, not taken from the snapshot's host
+    # facts: those can be missing for a poll (dockerd slow), and a label that comes and goes
+    # would split every GPU series in two.
+    hostname: str | None = None
 
     def container_ids(self) -> set[str]:
         return set(self.queues) | {str(c["id"]) for c in self.containers}
@@ -264,7 +268,7 @@ def snapshot_families(reading: NodeReading) -> list[Metric]:
         )
     _jobs(out, reading)
     if reading.capacity is not None:
-        _gpus(out, reading.capacity)
+        _gpus(out, reading.capacity, reading.hostname)
     if reading.workloads is not None:
         _workloads(out, *reading.workloads)
     if reading.grid is not None:
@@ -411,7 +415,7 @@ def _chain(out: _Families, status: Mapping[str, Any]) -> None:
         )
 
 
-def _gpus(out: _Families, snapshot: CapacitySnapshot) -> None:
+def _gpus(out: _Families, snapshot: CapacitySnapshot, hostname: str | None) -> None:
     out.add(
         "node_agent_gpu_up", "NVML answered on the last poll (1/0)", float(snapshot.nvml_available)
     )
@@ -419,7 +423,7 @@ def _gpus(out: _Families, snapshot: CapacitySnapshot) -> None:
     for gpu in snapshot.gpus:
         _node_gpu(out, gpu)
     for gpu in snapshot.gpus:
-        _dcgm_gpu(out, gpu, snapshot.node.hostname)
+        _dcgm_gpu(out, gpu, hostname)
 
 
 def _node_gpu(out: _Families, gpu: GpuState) -> None:

@@ -9,6 +9,7 @@ and ``api_keys``/``metrics`` to the API context, calls :meth:`attach`, and then
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -69,6 +70,7 @@ class ProviderServices:
         )
         # Read at scrape time; the job service, pipeline and chain report events to it too.
         self.metrics = AgentMetrics(self._reading)
+        self._hostname = socket.gethostname()
         self._identity_store = IdentityStore(state_dir)
         self.reporter: GridReporter | None = None
         self._started = False
@@ -260,4 +262,5 @@ class ProviderServices:
             chain=chain.status() if chain is not None else None,
             health={name: str(c.get("status")) for name, c in run_checks(ctx).items()},
             draining=self.draining(),
+            hostname=self._hostname,
         )

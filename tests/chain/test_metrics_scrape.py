@@ -182,8 +182,13 @@ async def check_scrape(
     assert value(families, "node_agent_job_duration_seconds_sum", status="success") > 0
     assert value(families, "node_agent_queue_wait_seconds_count", container="echo") == 1
     assert value(families, "node_agent_container_call_duration_seconds_count") == 2
-    for method in ("eth_call", "eth_getBlockByNumber", "eth_sendRawTransaction"):
-        assert value(families, "node_agent_chain_rpc_duration_seconds_count", method=method) >= 1
+    rpc = {
+        s.labels["method"]: s.value
+        for s in families["node_agent_chain_rpc_duration_seconds"].samples
+        if s.name.endswith("_count")
+    }
+    assert rpc["eth_call"] >= 1 and rpc["eth_chainId"] >= 1  # by JSON-RPC method
+    assert all(method == "batch" or method.startswith("eth_") for method in rpc), rpc
     assert value(families, "node_agent_chain_delivery_latency_blocks_count") == 1
     assert value(families, "node_agent_chain_deliveries_total", state="confirmed") == 1
     # Chain, orchestrator and health snapshots.

@@ -41,7 +41,7 @@ async def test_metrics_exposition_from_a_capacity_snapshot() -> None:
 
     library = FakeNvml([board("h100-sxm"), board("l4"), board("a100-mig")])
     snapshot = await collect_once(GpusConfig(), library=library)
-    readings = [NodeReading(capacity=snapshot)]
+    readings = [NodeReading(capacity=snapshot, hostname="gpu-host-1")]
     metrics = AgentMetrics(lambda: readings[-1])
     families = {f.name: f for f in text_string_to_metric_families(metrics.render()[0].decode())}
     assert families["node_agent_gpu_memory_used_bytes"].type == "gauge"
@@ -62,6 +62,10 @@ async def test_metrics_exposition_from_a_capacity_snapshot() -> None:
     (l4_used,) = [s for s in families["DCGM_FI_DEV_FB_USED"].samples if s.labels["gpu"] == "1"]
     assert l4_used.labels["UUID"] == "GPU-14000000-0000-4000-8000-000000000004"
     assert l4_used.labels["modelName"] == "NVIDIA L4"
+    assert l4_used.labels["Hostname"] == "gpu-host-1"
+    assert (
+        l4_used.labels["pci_bus_id"] == "00000000:3B:00.0" and l4_used.labels["device"] == "nvidia2"
+    )
     assert snapshot.gpus[1].telemetry.memory_used == l4_used.value * 1024 * 1024
     slices = {
         (s.labels["GPU_I_PROFILE"], s.labels["GPU_I_ID"]): s.value

@@ -29,6 +29,12 @@ class NodeAgentError(Exception):
         self.retry_after = retry_after
         super().__init__(self.error)
 
+    def response_headers(self) -> dict[str, str]:
+        """Headers HTTP requires with this answer (RFC 9110: Retry-After, Allow)."""
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
     def to_wire(self) -> dict[str, Any]:
         """The ``{"error": ..., "params"?: ...}`` body infernet-client parses."""
         body: dict[str, Any] = {"error": self.error}
@@ -70,6 +76,10 @@ class NotFound(NodeAgentError):
 class MethodNotAllowed(NodeAgentError):
     status = 405
     default_message = "Method not allowed"
+
+    def response_headers(self) -> dict[str, str]:
+        allowed = (self.params or {}).get("allowed") or []
+        return {**super().response_headers(), "Allow": ", ".join(allowed)}
 
 
 class PayloadTooLarge(NodeAgentError):

@@ -292,10 +292,7 @@ class Handlers:
         query = request.query
         ids = query.getall("id", [])
         pending = PENDING.get(query.get("pending", ""))
-        if not ids:
-            if "limit" in query or "cursor" in query:
-                return await self._page_ids(client, pending, query)
-            return await self._stream_ids(request, client, pending)
+        # Checked whether or not ids are given: a bad parameter is an error, never ignored.
         wait = _float_arg(query.get("wait"), "wait")
         until_arg = query.get("until", "all")
         if until_arg not in UNTIL:
@@ -303,6 +300,11 @@ class Handlers:
                 "Invalid query parameter", {"param": "until", "value": until_arg, "allowed": UNTIL}
             )
         until: Literal["all", "any"] = "any" if until_arg == "any" else "all"
+        limit = int_query_arg(query.get("limit"), "limit", default=ID_PAGE_DEFAULT, top=ID_PAGE_MAX)
+        if not ids:
+            if "limit" in query or "cursor" in query:
+                return await self._page_ids(client, pending, limit, query.get("cursor"))
+            return await self._stream_ids(request, client, pending)
         store = self.ctx.jobs.store
         if wait > 0:
             wait = min(wait, self.ctx.config.jobs.max_wait_seconds)
@@ -315,10 +317,11 @@ class Handlers:
             jobs = [j for j in jobs if (j.status is JobStatus.RUNNING) is pending]
         return json_response([j.to_wire(intermediate=intermediate) for j in jobs])
 
-    async def _page_ids(self, client: str, pending: bool | None, query: Any) -> web.Response:
+    async def _page_ids(
+        self, client: str, pending: bool | None, limit: int, cursor: str | None
+    ) -> web.Response:
         """``?limit=N[&cursor=C]``: one page of ids and the cursor of the next (an addition)."""
-        limit = int_query_arg(query.get("limit"), "limit", default=ID_PAGE_DEFAULT, top=ID_PAGE_MAX)
-        after = _decode_cursor(query.get("cursor"))
+        after = _decode_cursor(cursor)
         ids, following = await self.ctx.jobs.store.page_ids(client, pending, limit, after)
         cursor = _encode_cursor(following) if following is not None else None
         return json_response({"ids": ids, "next_cursor": cursor})

@@ -654,7 +654,12 @@ def build() -> dict[str, Any]:
                         style="form",
                         explode=True,
                     ),
-                    _query("intermediate", {"enum": ["true", "false"]}, "Add earlier results."),
+                    _query(
+                        "intermediate",
+                        {"type": "string", "examples": ["true", "false"]},
+                        "'true' adds the chain's earlier results; other values do not, as in "
+                        "Infernet.",
+                    ),
                     _query(
                         "wait",
                         {"type": "number", "minimum": 0},
@@ -667,8 +672,9 @@ def build() -> dict[str, Any]:
                     ),
                     _query(
                         "pending",
-                        {"enum": ["true", "false"]},
-                        "Only running (true) or final (false) jobs.",
+                        {"type": "string", "examples": ["true", "false"]},
+                        "Only running (true) or final (false) jobs; any other value filters "
+                        "nothing, as in Infernet.",
                     ),
                     _query(
                         "limit",
@@ -699,7 +705,15 @@ def build() -> dict[str, Any]:
                     ),
                     **_errors(413, 503),
                 },
-                requestBody=_body({"type": "array", "items": one_job}),
+                requestBody=_body(
+                    {
+                        "type": "array",
+                        "description": "Each entry is one job body (see /api/jobs); an entry "
+                        "that is not valid gets its own {error, params} at its position while "
+                        "the others run, so the array may hold anything.",
+                        "items": {},
+                    }
+                ),
             )
         },
         "/api/jobs/stream": {

@@ -20,7 +20,4 @@ def json_response(
 
 
 def error_response(exc: NodeAgentError) -> web.Response:
-    headers = None
-    if exc.retry_after is not None:
-        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-    return json_response(exc.to_wire(), status=exc.status, headers=headers)
+    return json_response(exc.to_wire(), status=exc.status, headers=exc.response_headers() or None)

@@ -120,6 +120,9 @@ async def call(
             "Container not supported",
         ),
         ("GET", "/api/jobs?id=x&wait=soon", {}, 400, "Invalid query parameter"),
+        # checked even where the listing does not use them (schemathesis found them ignored)
+        ("GET", "/api/jobs?wait=-1", {}, 400, "Invalid query parameter"),
+        ("GET", "/api/jobs?id=x&limit=100093", {}, 400, "Invalid query parameter"),
         (
             "PUT",
             "/api/status",
@@ -155,11 +158,12 @@ async def test_routing_answers_like_a_router(
     """Exact paths; HEAD wherever GET is; a wrong method names the allowed ones."""
     async with http.head(agent[1] + "/health") as resp:
         assert resp.status == 200 and await resp.read() == b""
-    status, body, _ = await call(http, "PATCH", agent[1] + "/api/jobs")
+    status, body, headers = await call(http, "PATCH", agent[1] + "/api/jobs")
     assert status == 405 and body["params"] == {
         "method": "PATCH",
         "allowed": ["GET", "HEAD", "POST"],
     }
+    assert headers["Allow"] == "GET, HEAD, POST"  # RFC 9110 requires it with a 405
     for path in ("/api/jobs/", "/api/jobs%2Fbatch", "/API/jobs"):
         status, body, _ = await call(http, "POST", agent[1] + path, json=JOB)
         assert (status, body["error"]) == (404, "Not found"), path

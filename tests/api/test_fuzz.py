@@ -19,7 +19,6 @@ import gzip
 import http.client
 import json
 import socket
-import threading
 import time
 import urllib.parse
 import zlib
@@ -32,9 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node_agent.daemon import Daemon
-from tests.conftest import unmanaged_config
-from tests.support.agent import running_agent
-from tests.support.service import running_service
+from tests.support.threaded import agent_in_thread
 from tests.workloads.support import FINAL, Key, make_key
 
 pytestmark = pytest.mark.docker  # accepted workloads reach Docker (a pull that fails)
@@ -133,49 +130,22 @@ class Agent:
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
     keys = {"full": make_key(), "reader": make_key("jobs:read"), "writer": make_key("jobs:write")}
-    loop = asyncio.new_event_loop()
-    ready: asyncio.Future[Agent] = loop.create_future()
-    stop = asyncio.Event()
-    state = tmp_path_factory.mktemp("fuzz") / "state"
 
-    async def main() -> None:
-        try:
-            async with running_service("first") as first, running_service("second") as second:
-                raw = unmanaged_config(
-                    {"first": first, "second": second},
-                    gpus={"enabled": False},
-                    api_keys={"keys": [k.entry() for k in keys.values()]},
-                    jobs={"max_wait_seconds": 1},
-                    workloads={
-                        "allowed_images": ["fuzz.invalid/*"],
-                        "stop_grace": 1,
-                        "max_running": 1,
-                    },
-                )
-                raw["containers"][0].update(max_concurrency=4, queue_size=8)
-                async with running_agent(raw, state) as (daemon, _):
-                    assert daemon.port is not None
-                    ready.set_result(Agent(daemon, loop, daemon.port, keys))
-                    await stop.wait()
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
-            raise
+    def bounded(raw: dict[str, Any]) -> None:
+        raw["containers"][0].update(max_concurrency=4, queue_size=8)
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    running = asyncio.run_coroutine_threadsafe(_wait(ready), loop).result(60)
-    running.rss_start = rss_bytes()
-    try:
+    with agent_in_thread(
+        tmp_path_factory.mktemp("fuzz") / "state",
+        bounded,
+        gpus={"enabled": False},
+        api_keys={"keys": [k.entry() for k in keys.values()]},
+        jobs={"max_wait_seconds": 1},
+        workloads={"allowed_images": ["fuzz.invalid/*"], "stop_grace": 1, "max_running": 1},
+    ) as (daemon, loop):
+        assert daemon.port is not None
+        running = Agent(daemon, loop, daemon.port, keys)
+        running.rss_start = rss_bytes()
         yield running
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(60)
-        loop.close()
-
-
-async def _wait(future: asyncio.Future[T]) -> T:
-    return await future
 
 
 # --- strategies ------------------------------------------------------------------------------

@@ -81,6 +81,9 @@ def test_wheel_metadata_has_spdx_licence_and_every_imported_dependency(wheel: Pa
         assert ">=" in spec and "<" in spec, spec  # bounded on both sides
     deploy_files = {n.rsplit("/", 1)[1] for n in names if "/abi/deploy/" in n}
     assert {"Coordinator.json", "Reader.json", "Registry.json"} <= deploy_files
+    # the status page is served from package data: no checkout, no CDN
+    static_files = {n.rsplit("/", 1)[1] for n in names if "/ui/static/" in n}
+    assert {"index.html", "app.js", "app.css"} <= static_files, static_files
 
 
 def test_deploy_runs_from_the_installed_wheel(wheel: Path, anvil: Anvil, tmp_path: Path) -> None:

@@ -297,15 +297,16 @@ class ProofTracker:
         live = sorted(self._rows.values(), key=lambda r: (r.sent_block, r.sub_key, r.interval))
         return {
             **{state: self._counts.get(state, 0) for state in (*LIVE, *_FINAL)},
-            "open_requests": [_show(r) for r in live[:SHOWN]],
-            "recent": [_show(r) for r in self._recent],
+            "open_requests": [describe(r) for r in live[:SHOWN]],
+            "recent": [describe(r) for r in self._recent],
         }
 
 
 _FINAL = (jr.PROOF_RELEASED, jr.PROOF_SLASHED, jr.PROOF_ABANDONED)
 
 
-def _show(row: jr.ProofRecord) -> dict[str, Any]:
+def describe(row: jr.ProofRecord) -> dict[str, Any]:
+    """A proof request as shown in /info and by ``wallet show`` (the stake as a string: uint256)."""
     return {
         "subscription": row.sub_key,
         "id": row.sub_id,

@@ -22,6 +22,7 @@ from node_agent.chain import abi
 from node_agent.chain import journal as jr
 from node_agent.chain.delivery import GWEI, FeePolicy
 from node_agent.chain.errors import Reverted
+from node_agent.chain.proofs import describe
 from node_agent.chain.rpc import Rpc
 from node_agent.chain.subscription import ZERO_ADDRESS
 from node_agent.chain.wallet import NodeKey
@@ -263,19 +264,6 @@ async def _proofs(state: Path) -> dict[str, Any]:
         await journal.close()
     return {
         "counts": counts,
-        "open_requests": [_proof_row(r) for r in live],
-        "recent": [_proof_row(r) for r in final],
-    }
-
-
-def _proof_row(row: jr.ProofRecord) -> dict[str, Any]:
-    return {
-        "subscription": row.sub_key,
-        "id": row.sub_id,
-        "interval": row.interval,
-        "state": row.state,
-        "token": row.token,
-        "stake": str(row.stake),
-        "expiry": row.expiry,
-        "finalized_by": row.finalized_by,
+        "open_requests": [describe(r) for r in live],
+        "recent": [describe(r) for r in final],
     }

@@ -117,6 +117,25 @@ class Agent:
         scheduled = info.get("scheduled_block")
         return scheduled is not None and scheduled >= head and info["deliveries_in_flight"] == 0
 
+    async def kill_9_after_broadcast(self, http: aiohttp.ClientSession, dep: Deployment) -> str:
+        """Run the agent tracking one subscription, open its interval with automine off, and
+        SIGKILL the agent once its delivery is journaled and broadcast but not mined; returns
+        the journaled transaction's hash."""
+        async with self.run() as process:
+            await eventually(lambda: self.tracking(http, 1), what="agent tracking")
+            await rpc(dep, "evm_setAutomine", False)
+            await dep.chain.advance(PERIOD + 1)
+
+            async def broadcast() -> bool:
+                txs = self.journaled_txs()
+                return bool(txs) and await rpc(dep, "eth_getTransactionByHash", txs[0]) is not None
+
+            await eventually(broadcast, what="delivery journaled and broadcast")
+            process.send_signal(signal.SIGKILL)
+            assert await asyncio.wait_for(process.wait(), 30) == -signal.SIGKILL
+        [tx_hash] = self.journaled_txs()
+        return tx_hash
+
     def journaled_txs(self) -> list[str]:
         """Tx hashes in the journal, read from its SQLite file like an operator would."""
         path = self.state / "chain.sqlite"
@@ -194,19 +213,7 @@ async def test_kill_9_between_broadcast_and_receipt_never_delivers_twice(
     agent = await funded_agent(dep, tmp_path, KEYS[1])
     async with running_service("echo") as (service, url), http_client() as http:
         agent.configure(url, anvil, dep.registry.address)
-        async with agent.run() as first:
-            await eventually(lambda: agent.tracking(http, 1), what="agent tracking")
-            await rpc(dep, "evm_setAutomine", False)
-            await dep.chain.advance(PERIOD + 1)
-
-            async def broadcast() -> bool:
-                txs = agent.journaled_txs()
-                return bool(txs) and await rpc(dep, "eth_getTransactionByHash", txs[0]) is not None
-
-            await eventually(broadcast, what="delivery journaled and broadcast")
-            first.send_signal(signal.SIGKILL)
-            assert await asyncio.wait_for(first.wait(), 30) == -signal.SIGKILL
-        [tx_hash] = agent.journaled_txs()
+        tx_hash = await agent.kill_9_after_broadcast(http, dep)
         if mempool == "lost":
             await rpc(dep, "anvil_dropTransaction", tx_hash)
             assert await rpc(dep, "eth_getTransactionByHash", tx_hash) is None

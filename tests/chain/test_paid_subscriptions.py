@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -673,19 +672,7 @@ async def test_kill_9_between_paid_broadcast_and_receipt_never_delivers_or_locks
         config["chain"]["wallet"]["payment_address"] = wallet
         path.write_text(json.dumps(config))
         nonce = await node_nonce(market)
-        async with agent.run() as first:
-            await eventually(lambda: agent.tracking(http, 1), what="agent tracking")
-            await rpc(dep, "evm_setAutomine", False)
-            await dep.chain.advance(PERIOD + 1)
-
-            async def broadcast() -> bool:
-                txs = agent.journaled_txs()
-                return bool(txs) and await rpc(dep, "eth_getTransactionByHash", txs[0]) is not None
-
-            await eventually(broadcast, what="paid delivery journaled and broadcast")
-            first.send_signal(signal.SIGKILL)
-            assert await asyncio.wait_for(first.wait(), 30) == -signal.SIGKILL
-        [tx_hash] = agent.journaled_txs()
+        tx_hash = await agent.kill_9_after_broadcast(http, dep)
         assert len(prover.requests) == 1
 
         async with agent.run():

@@ -11,7 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,11 @@ class Market:
     optimistic: Any
     callback: Any
     consumer_wallet: Any
-    node_wallet: str = ""
+    wallets: dict[str, str] = field(default_factory=dict)  # node key -> its Wallet
+
+    @property
+    def node_wallet(self) -> str:
+        return self.wallets[NODE_KEY]
 
     def contract(self, name: str, address: str) -> Any:
         return self.dep.chain.w3.eth.contract(address=address, abi=artifact(name)["abi"])
@@ -156,10 +160,12 @@ class Market:
         verifier: str = ETH,
         inputs: bytes = b"x",
         wallet: str | None = None,
+        redundancy: int = 1,
     ) -> tuple[int, dict[str, Any]]:
         """A paid one-shot request through the callback consumer: (id, receipt)."""
+        payer = wallet or self.consumer_wallet.address
         fn = self.callback.functions.requestPaidCompute(
-            container, inputs, 1, token, amount, wallet or self.consumer_wallet.address, verifier
+            container, inputs, redundancy, token, amount, payer, verifier
         )
         receipt = await self.send(fn)
         coordinator = self.dep.coordinator
@@ -207,10 +213,10 @@ async def market(deployment: Deployment) -> Market:
 
 
 def raw_config(
-    market: Market, url: str, state: Path, payment_address: str | None
+    market: Market, url: str, state: Path, payment_address: str | None, key: str = NODE_KEY
 ) -> dict[str, Any]:
     token = market.token.address
-    wallet: dict[str, Any] = {"private_key": NODE_KEY, "max_fee_per_gas_gwei": 50}
+    wallet: dict[str, Any] = {"private_key": key, "max_fee_per_gas_gwei": 50}
     if payment_address:
         wallet["payment_address"] = payment_address
     return {
@@ -248,34 +254,31 @@ def raw_config(
     }
 
 
-async def create_node_wallet(market: Market, url: str, state: Path) -> str:
-    """The node's Wallet, made by ``node-agent wallet create``'s code with the node's config;
-    it holds ETH and tokens to stake on proofs."""
-    config = parse_config(raw_config(market, url, state, None))
+async def create_node_wallet(market: Market, url: str, state: Path, key: str = NODE_KEY) -> str:
+    """The node's Wallet, made by ``node-agent wallet create``'s code with the node's config."""
+    config = parse_config(raw_config(market, url, state, None, key))
     tokens = walletops.tokens(config, [])
     assert tokens == [ETH, market.token.address]  # ETH always, plus what a container accepts
-    key = NodeKey(Account.from_key(NODE_KEY))
-    created = await walletops.create(config, key, tokens, force=False)
+    node = NodeKey(Account.from_key(key))
+    created = await walletops.create(config, node, tokens, force=False)
     wallet = str(created["payment_address"])
-    assert created["owner"] == NODE and created["approved"] == tokens
+    assert created["owner"] == node.address and created["approved"] == tokens
     node_wallet = market.contract("Wallet", wallet)
-    assert await node_wallet.functions.owner().call() == NODE
+    assert await node_wallet.functions.owner().call() == node.address
     assert await market.factory.functions.isValidWallet(wallet).call()
     for token in tokens:  # the node key may lock stakes, for good
-        assert await node_wallet.functions.allowance(NODE, token).call() == 2**256 - 1
-    market.node_wallet = wallet
+        assert await node_wallet.functions.allowance(node.address, token).call() == 2**256 - 1
+    market.wallets[key] = wallet
     return wallet
 
 
 @asynccontextmanager
 async def paid_node(
-    market: Market, url: str, state: Path, *, wallet: bool = True
+    market: Market, url: str, state: Path, key: str = NODE_KEY
 ) -> AsyncIterator[ChainService]:
-    address = None
-    if wallet:
-        address = market.node_wallet or await create_node_wallet(market, url, state)
+    address = market.wallets.get(key) or await create_node_wallet(market, url, state, key)
     node = ChainService(
-        parse_config(raw_config(market, url, state, address)), state, HttpRunner(url)
+        parse_config(raw_config(market, url, state, address, key)), state, HttpRunner(url)
     )
     await node.start()
     try:
@@ -555,6 +558,36 @@ async def test_optimistic_verifier_later_and_expired_requests_finalized(
             assert await market.balance(wallet, token) - start == 3 * escrowed
             proofs = node.status()["payments"]["proofs"]
             assert (proofs["released"], proofs["open"], proofs["pending"]) == (3, 0, 0)
+
+
+async def test_redundancy_two_paid_nodes_each_paid_from_one_consumer_wallet(
+    market: Market, tmp_path: Path
+) -> None:
+    second_key = KEYS[2]
+    await market.dep.chain.w3.provider.make_request(  # type: ignore[arg-type]
+        "anvil_setBalance", [Account.from_key(second_key).address, hex(10**20)]
+    )
+    token, amount = market.token.address, 8_000
+    async with (
+        prover_service() as (prover, url),
+        paid_node(market, url, tmp_path / "a") as first,
+        paid_node(market, url, tmp_path / "b", second_key) as second,
+    ):
+        wallets = [market.wallets[NODE_KEY], market.wallets[second_key]]
+        assert wallets[0] != wallets[1]
+        consumer = market.consumer_wallet.address
+        before = {w: await market.balance(w, token) for w in (*wallets, consumer, DEPLOYER)}
+        sub_id, _ = await market.request("paid", amount, token, redundancy=2)
+        await eventually(lambda: equals(deliveries(market.callback), 2), what="both delivered")
+        for node in (first, second):
+            await settle(node, market.dep)
+        record = await market.callback.functions.getDelivery(sub_id, 1).call()
+        assert record[1] == 2  # the second delivery saw redundancy count 2
+        for wallet in wallets:  # each node paid once, into its own Wallet
+            assert await market.balance(wallet, token) - before[wallet] == amount - protocol(amount)
+        assert await market.balance(consumer, token) - before[consumer] == -2 * amount
+        assert await market.balance(DEPLOYER, token) - before[DEPLOYER] == 2 * protocol(amount)
+        assert len(prover.requests) == 2
 
 
 # --- delegated (real daemon, real infernet-client) and kill -9 (real agent processes) ----------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from eth_abi.abi import decode, encode
@@ -31,8 +32,9 @@ class Function:
     def signature(self) -> str:
         return f"{self.name}({','.join(self.inputs)})"
 
-    @property
+    @cached_property
     def selector(self) -> bytes:
+        # cached: a burst encodes thousands of calls, and a keccak each is a good part of it
         return keccak(text=self.signature)[:4]
 
     def encode_call(self, *args: Any) -> bytes:

@@ -376,33 +376,68 @@ class Journal:
 
         return await self._run(q)
 
-    async def record_tx(self, tx: TxRecord) -> None:
-        """Journal a signed transaction (and its delivery as SENT) before broadcasting it."""
+    async def mark_final(self, finals: list[tuple[str, int, str]]) -> None:
+        """Set (sub_key, interval) -> final state for many deliveries in one transaction (what
+        one block confirmed, in a burst a hundred or more)."""
 
         def q(db: sqlite3.Connection) -> None:
-            db.execute(
+            now = time.time()
+            db.executemany(
+                "UPDATE deliveries SET state=?, updated=? WHERE sub_key=? AND interval=?",
+                [(state, now, key, interval) for key, interval, state in finals],
+            )
+
+        if finals:
+            await self._run(q)
+
+    async def record_tx(self, tx: TxRecord) -> None:
+        """Journal a signed transaction (and its delivery as SENT) before broadcasting it."""
+        await self.record_txs([tx])
+
+    async def record_txs(self, txs: list[TxRecord]) -> None:
+        """Journal signed transactions in one SQLite transaction (one disk sync for a whole
+        batch of deliveries): all of them or, if it fails, none."""
+
+        def q(db: sqlite3.Connection) -> None:
+            db.executemany(
                 "INSERT OR REPLACE INTO txs(tx_hash, sub_key, interval, nonce, raw, gas, max_fee,"
                 " priority_fee, sent_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    tx.tx_hash,
-                    tx.sub_key,
-                    tx.interval,
-                    tx.nonce,
-                    tx.raw.hex(),
-                    tx.gas,
-                    tx.max_fee,
-                    tx.priority_fee,
-                    tx.sent_at,
-                ),
+                [
+                    (
+                        tx.tx_hash,
+                        tx.sub_key,
+                        tx.interval,
+                        tx.nonce,
+                        tx.raw.hex(),
+                        tx.gas,
+                        tx.max_fee,
+                        tx.priority_fee,
+                        tx.sent_at,
+                    )
+                    for tx in txs
+                ],
             )
-            db.execute(
+            now = time.time()
+            db.executemany(
                 "INSERT INTO deliveries(sub_key, interval, state, attempts, nonce, updated) "
                 "VALUES(?, ?, ?, 0, ?, ?) ON CONFLICT(sub_key, interval) DO UPDATE SET "
                 "state=excluded.state, nonce=excluded.nonce, updated=excluded.updated",
-                (tx.sub_key, tx.interval, SENT, tx.nonce, time.time()),
+                [(tx.sub_key, tx.interval, SENT, tx.nonce, now) for tx in txs],
             )
 
-        await self._run(q)
+        if txs:
+            await self._run(q)
+
+    async def tx_nonces(self, low: int, high: int) -> set[int]:
+        """Nonces in ``low..high`` (inclusive) that any journaled transaction uses."""
+
+        def q(db: sqlite3.Connection) -> set[int]:
+            rows = db.execute(
+                "SELECT DISTINCT nonce FROM txs WHERE nonce BETWEEN ? AND ?", (low, high)
+            ).fetchall()
+            return {int(r[0]) for r in rows}
+
+        return await self._run(q)
 
     async def unconfirmed(self) -> dict[tuple[str, int], list[TxRecord]]:
         """Transactions of deliveries still SENT, newest last, grouped by delivery."""

@@ -17,10 +17,11 @@ import aiohttp
 import structlog
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.types import RPCEndpoint, RPCResponse
 
 from node_agent.chain.abi import Function
 from node_agent.chain.errors import ChainUnavailable, Reverted
-from node_agent.chain.transport import web3_client
+from node_agent.chain.transport import OwnSessionHTTPProvider, web3_client
 from node_agent.recorder import NO_RECORDER, Recorder
 
 log = structlog.get_logger(__name__)
@@ -39,6 +40,13 @@ _REQUEST_ERRORS = (
 
 class RequestRejected(Exception):
     """The node understood the request and refused it (e.g. ``nonce too low``)."""
+
+
+class MethodUnsupported(RequestRejected):
+    """The endpoint does not offer this JSON-RPC method (e.g. ``eth_simulateV1``)."""
+
+
+_UNSUPPORTED = ("method not found", "not supported", "unsupported", "does not exist")
 
 
 class Rpc:
@@ -66,6 +74,7 @@ class Rpc:
         self.calls = 0
         self.failures = 0
         self.last_error: str | None = None
+        self.block_gas_limit = 30_000_000  # of the latest head read (Ethereum's, until then)
 
     async def close(self) -> None:
         for client in self._clients:
@@ -87,7 +96,7 @@ class Rpc:
                 return result
             except ContractLogicError as exc:
                 raise Reverted(exc.data if isinstance(exc.data, str) else None, str(exc)) from None
-            except TransactionNotFound:
+            except (TransactionNotFound, RequestRejected):
                 raise
             except Web3RPCError as exc:
                 message = str(exc)
@@ -104,6 +113,42 @@ class Rpc:
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))
                 delay = min(delay * 2, self.max_backoff)
         raise ChainUnavailable("Chain RPC unavailable", {"call": what, "error": self.last_error})
+
+    def calls_by_method(self) -> dict[str, int]:
+        """JSON-RPC calls sent so far, by method, over every endpoint (retries included; a
+        call inside a JSON-RPC batch counts as one call of its method)."""
+        total: dict[str, int] = {}
+        for client in self._clients:
+            provider = client.provider
+            if isinstance(provider, OwnSessionHTTPProvider):
+                for method, count in provider.requests.items():
+                    total[method] = total.get(method, 0) + count
+        return total
+
+    async def request(self, method: str, params: list[Any], *, refusals_final: bool = False) -> Any:
+        """One raw JSON-RPC call: the decoded JSON ``result``, without web3's formatters (they
+        cost more than the call itself for large answers). With ``refusals_final`` an error
+        answer raises :class:`RequestRejected` at once instead of being retried elsewhere."""
+
+        async def op(w3: AsyncWeb3[Any]) -> Any:
+            response = await w3.provider.make_request(RPCEndpoint(method), params)
+            return _result(response, refusals_final)
+
+        return await self.call(op, what=method)
+
+    async def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[RPCResponse]:
+        """A JSON-RPC batch; each answer as it came (``result`` or ``error``), in order. The
+        transport counts each call in it; only a failure of the whole batch is retried."""
+
+        async def op(w3: AsyncWeb3[Any]) -> list[RPCResponse]:
+            requests = [(RPCEndpoint(method), params) for method, params in calls]
+            answers = await w3.provider.make_batch_request(requests)
+            if not isinstance(answers, list):  # the batch itself was refused
+                _result(answers, False)
+                raise Web3RPCError("batch refused", rpc_response=answers)
+            return answers
+
+        return await self.call(op, what="batch")
 
     def _note_failure(self, what: str, index: int, message: str) -> None:
         self.failures += 1
@@ -132,8 +177,10 @@ class Rpc:
         return fn.decode_result(bytes(raw)) if fn.outputs else ()
 
     async def head(self) -> tuple[int, int, int]:
-        """(block number, timestamp, base fee) of the latest block."""
+        """(block number, timestamp, base fee) of the latest block (its gas limit is kept in
+        :attr:`block_gas_limit`)."""
         block = await self.call(lambda w3: w3.eth.get_block("latest"), what="get_block")
+        self.block_gas_limit = int(block.get("gasLimit") or self.block_gas_limit)
         return int(block["number"]), int(block["timestamp"]), int(block.get("baseFeePerGas", 0))
 
     async def block_number(self) -> int:
@@ -172,6 +219,22 @@ class Rpc:
         except TransactionNotFound:
             return False
         return True
+
+
+def _result(response: RPCResponse, refusals_final: bool) -> Any:
+    """The ``result`` of a raw answer; an ``error`` raised the way :meth:`Rpc.call` sorts
+    them (a revert, a refusal of the request, or trouble with the endpoint)."""
+    error = response.get("error")
+    if error is None:
+        return response.get("result")
+    message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+    code = error.get("code") if isinstance(error, dict) else None
+    lowered = message.lower()
+    if code == -32601 or ("method" in lowered and any(text in lowered for text in _UNSUPPORTED)):
+        raise MethodUnsupported(message)
+    if refusals_final:
+        raise RequestRejected(message)
+    raise Web3RPCError(message, rpc_response=response)
 
 
 def _revert_data(exc: Web3RPCError) -> str | None:

@@ -47,6 +47,7 @@ SYNC, SCHEDULE, CONFIRM = "chain-sync", "chain-schedule", "chain-confirm"
 PROOFS = "chain-proofs"
 PRUNE_EVERY = 600.0  # seconds between retention passes (at most)
 PRUNE_BATCH = 5000  # deliveries deleted per journal transaction
+START_SLICE = 8  # deliveries started per turn of the event loop (their first steps run then)
 OPENED_KEPT = 10_000  # deliveries whose opening block is remembered for the latency histogram
 
 
@@ -100,6 +101,7 @@ class ChainService:
         self.chain_id: int | None = None
         self.head: int | None = None
         self.head_time: int | None = None
+        self._base_fee: int | None = None  # of the head: what the node's transactions pay
         # Highest block whose subscriptions were all known when a scheduling pass finished.
         self.scheduled_block: int | None = None
         self._known_block: int | None = None
@@ -173,6 +175,8 @@ class ChainService:
             for task in pending:
                 task.cancel()
         await asyncio.gather(*self._tasks, *inflight, return_exceptions=True)
+        if self.sender is not None:
+            await self.sender.close()
         await self.rpc.close()
         await self.journal.close()
 
@@ -206,6 +210,8 @@ class ChainService:
             "delegated_subscriptions": len(self._delegated),
             "deliveries_in_flight": len(self._inflight),
             "rpc_calls": self.rpc.calls,
+            "rpc_calls_by_method": self.rpc.calls_by_method(),
+            "sending": self.sender.stats() if self.sender else None,
             "rpc_failures": self.rpc.failures,
             "last_error": self.last_error,
             "loop_failures": {name: streak.count for name, streak in self._streaks.items()},
@@ -268,7 +274,16 @@ class ChainService:
             max_gas_limit=wallet.max_gas_limit,
             confirmations=self.chain.confirmations,
         )
-        self.sender = Sender(self.rpc, self.key, self.journal, policy, self.chain_id)
+        self.sender = Sender(
+            self.rpc,
+            self.key,
+            self.journal,
+            policy,
+            self.chain_id,
+            coordinator=self.coordinator,
+            head=lambda: (self.head, self.head_time, self._base_fee),
+            max_pending=self.onchain.max_pending_transactions,
+        )
         snap = self.chain.snapshot_sync
         self.sync = SubscriptionSync(
             self.rpc,
@@ -288,6 +303,7 @@ class ChainService:
         )
         await self.sync.load()
         await self.payments.connect(self.rpc, registry, self.key.address)
+        self.payments.reader = self.sender.read
         self.proofs.attach(self.rpc, self.sender, self.coordinator, self.key.address)
         self._ready.set()
         log.info("chain_connected", chain_id=self.chain_id, coordinator=self.coordinator)
@@ -325,8 +341,8 @@ class ChainService:
         woken = True
         while not self._stopping.is_set():
             with self._step(SCHEDULE):
-                number, now, _ = await self.rpc.head()
-                self.head, self.head_time = number, now
+                number, now, base_fee = await self.rpc.head()
+                self.head, self.head_time, self._base_fee = number, now, base_fee
                 if number != last_block or woken or self._wake.is_set():
                     last_block = number
                     known = self._known_block
@@ -357,7 +373,9 @@ class ChainService:
                 sub = self._subs[item.subscription_id]
                 if item.interval >= sub.frequency:
                     await self._untrack(item.subscription_id, "completed")
-            for item in open_:
+            for index, item in enumerate(open_):
+                if index and index % START_SLICE == 0:
+                    await asyncio.sleep(0)  # a burst starts a slice of deliveries per turn
                 self._start(
                     f"s:{item.subscription_id}",
                     item.interval,
@@ -414,8 +432,7 @@ class ChainService:
 
         async def guarded() -> None:
             try:
-                async with self._slots:
-                    await work
+                await work
             except asyncio.CancelledError:
                 raise
             except ChainUnavailable as exc:
@@ -434,14 +451,14 @@ class ChainService:
         period = self.chain.snapshot_sync.sync_period
         while not self._stopping.is_set():
             with self._step(CONFIRM):
-                pending = await self.journal.unconfirmed()
-                if pending:
-                    head, _, base_fee = await self.rpc.head()
+                # Once per block (the schedule loop polls the head): no call of its own for it.
+                if self.head is not None and self.sender.tracker.due(self.head):
+                    pending = await self.journal.unconfirmed()
+                    finals = await self.sender.confirm(pending, self.head, self._base_fee or 0)
                     for (key, interval), txs in pending.items():
-                        final = await self.sender.check(txs, head, base_fee)
-                        if final is not None:
+                        final = finals.get((key, interval))
+                        if final is not None:  # journaled by confirm()
                             state, mined = final
-                            await self.journal.mark(key, interval, state)
                             if key.startswith(FINALIZE_PREFIX):  # a proof finalization
                                 log.info("proof_finalize_final", id=key[2:], state=state)
                                 continue
@@ -494,9 +511,9 @@ class ChainService:
             )
 
         async def inputs() -> str:
-            assert self.key is not None and self.head_time is not None
+            assert self.key is not None and self.head_time is not None and self.sender
             try:
-                (raw,) = await self.rpc.eth_call(
+                (raw,) = await self.sender.view(
                     sub.owner,
                     abi.GET_CONTAINER_INPUTS,
                     sub_id,
@@ -546,13 +563,14 @@ class ChainService:
         """Check payment → simulate → compute → encode → simulate again → journal → send."""
         assert self.sender is not None and self.coordinator is not None
         allowed = self.chain.wallet.allowed_sim_errors if self.chain.wallet else ()
+        await self.sender.budget.turn()  # a burst starts hundreds at once: share the loop
         refusal = await self._check_payment((key, interval), sub)
         if refusal is not None:
             await self._payment_refused(key, interval, refusal)
             return
         if not sub.requires_proof:
             try:
-                await self.sender.estimate(self.coordinator, call(b"", b"\x00" * 32, b""))
+                await self.sender.precheck(self.coordinator, call(b"", b"\x00" * 32, b""))
             except Reverted as exc:
                 if exc.name is not None:
                     await self._known_revert(key, interval, exc.name)
@@ -560,13 +578,14 @@ class ChainService:
             except GasTooHigh:
                 pass  # decided on the real output below
         data = await inputs()
-        outcome = await self.runner.run(
-            containers,
-            data,
-            source=source,
-            destination=ONCHAIN,
-            requires_proof=sub.requires_proof,
-        )
+        async with self._slots:  # only computing is limited: the chain side is batched
+            outcome = await self.runner.run(
+                containers,
+                data,
+                source=source,
+                destination=ONCHAIN,
+                requires_proof=sub.requires_proof,
+            )
         if not outcome.ok or not outcome.results:
             errors = [r.error for r in outcome.results if r.error]
             await self._failed(key, interval, f"container error: {errors[-1] if errors else ''}")

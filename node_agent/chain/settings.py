@@ -21,6 +21,10 @@ class OnchainConfig(BaseModel):
     stuck_after_seconds: float = Field(30.0, gt=0)
     fee_bump_percent: int = Field(15, ge=10, le=200)
     gas_margin_percent: int = Field(20, ge=0, le=200)
+    # The node's transactions journaled and not final yet, at most (sends wait beyond that;
+    # a batch already signing may pass it by its size). Many in flight is what makes a burst
+    # of deliveries fast; endpoints and pools limit how many one account may have pending.
+    max_pending_transactions: int = Field(1000, ge=1)
     # Delegated subscriptions
     max_delegated: int = Field(10_000, ge=1)
     # Final deliveries (and their transactions) are kept in the journal this long, then pruned

@@ -12,6 +12,7 @@ through its own session and never takes that lock.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any, cast
 
 import aiohttp
@@ -34,6 +35,8 @@ class OwnSessionHTTPProvider(AsyncHTTPProvider):
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._recorder = recorder
+        # JSON-RPC calls sent, by method; each call inside a batch counts (what providers bill)
+        self.requests: Counter[str] = Counter()
 
     async def _post(self, data: bytes, method: str) -> bytes:
         """One HTTP round trip; its latency is reported by JSON-RPC ``method`` (a timeout or
@@ -55,11 +58,13 @@ class OwnSessionHTTPProvider(AsyncHTTPProvider):
             return await response.read()
 
     async def _make_request(self, method: RPCEndpoint, request_data: bytes) -> bytes:
+        self.requests[str(method)] += 1
         return await self._post(request_data, str(method))
 
     async def make_batch_request(
         self, batch_requests: list[tuple[RPCEndpoint, Any]]
     ) -> list[RPCResponse] | RPCResponse:
+        self.requests.update(str(method) for method, _ in batch_requests)
         raw = await self._post(self.encode_batch_rpc_request(batch_requests), "batch")
         response = self.decode_rpc_response(raw)
         if not isinstance(response, list):
@@ -76,5 +81,12 @@ def web3_client(
     url: str, *, timeout: float = 30.0, recorder: Recorder = NO_RECORDER
 ) -> AsyncWeb3[Any]:
     """An ``AsyncWeb3`` over :class:`OwnSessionHTTPProvider`; close it with
-    ``await client.provider.disconnect()``."""
-    return AsyncWeb3(OwnSessionHTTPProvider(url, timeout=timeout, recorder=recorder))
+    ``await client.provider.disconnect()``.
+
+    Without web3's ``validation`` middleware: it asks the endpoint for ``eth_chainId`` before
+    every ``eth_call`` and ``eth_estimateGas`` (uncached), to compare it with a chain id that
+    the node's calls never carry: a second call for every call.
+    """
+    client = AsyncWeb3(OwnSessionHTTPProvider(url, timeout=timeout, recorder=recorder))
+    client.middleware_onion.remove("validation")
+    return client

@@ -9,8 +9,12 @@ import asyncio
 import json
 from typing import Any
 
+import rlp
+from coincurve import PrivateKey
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_canonical_address
+from eth_utils.crypto import keccak
 
 from node_agent.config import WalletConfig
 from node_agent.errors import ConfigError
@@ -19,6 +23,7 @@ from node_agent.errors import ConfigError
 class NodeKey:
     def __init__(self, account: LocalAccount) -> None:
         self._account = account
+        self._signer = PrivateKey(bytes(account.key))
         self.address: str = account.address
 
     def __repr__(self) -> str:
@@ -26,8 +31,49 @@ class NodeKey:
 
     def sign(self, tx: dict[str, Any]) -> tuple[bytes, str]:
         """Signed raw transaction and its 0x-hash."""
+        if set(tx) == _DYNAMIC_FEE_FIELDS and tx["type"] == 2:
+            return self._sign_dynamic_fee(tx)
         signed = self._account.sign_transaction(tx)
         return bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
+
+    def _sign_dynamic_fee(self, tx: dict[str, Any]) -> tuple[bytes, str]:
+        """An EIP-1559 transaction without access list, RLP-encoded and signed directly.
+
+        Why: ``sign_transaction`` spends ~1 ms on validating and formatting the dict, three
+        times the signature itself; a burst signs a thousand deliveries on the event loop. The
+        fields and their order are EIP-1559's; the tests check the bytes against eth-account.
+        """
+        fields = [
+            tx["chainId"],
+            tx["nonce"],
+            tx["maxPriorityFeePerGas"],
+            tx["maxFeePerGas"],
+            tx["gas"],
+            to_canonical_address(tx["to"]),
+            tx["value"],
+            bytes(tx["data"]),
+            [],  # access list
+        ]
+        # r || s || recovery id, s low (libsecp256k1 normalises), as eth-keys does with it
+        signature = self._signer.sign_recoverable(keccak(b"\x02" + rlp.encode(fields)), hasher=None)
+        r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big")
+        raw = b"\x02" + rlp.encode([*fields, signature[64], r, s])
+        return raw, "0x" + keccak(raw).hex()
+
+
+_DYNAMIC_FEE_FIELDS = frozenset(
+    {
+        "type",
+        "chainId",
+        "nonce",
+        "to",
+        "data",
+        "value",
+        "gas",
+        "maxFeePerGas",
+        "maxPriorityFeePerGas",
+    }
+)
 
 
 def key_from_config(wallet: WalletConfig) -> NodeKey:

@@ -31,6 +31,21 @@ __all__ = ["GWEI", "FeePolicy", "GasTooHigh", "Sender"]
 
 log = structlog.get_logger(__name__)
 
+# What /info shows of the sender's counters (0 until it happens): transactions sent, sent
+# again (a gap), filled with a no-op, replaced with higher fees, re-signed under a new nonce,
+# refused by the pool or not delivered to it, and receipts looked up one by one.
+COUNTS = (
+    "sent",
+    "gaps",
+    "resent",
+    "filled",
+    "replaced",
+    "resigned",
+    "broadcast_rejected",
+    "broadcast_failed",
+    "receipt_lookups",
+)
+
 # (block number, timestamp, base fee) of the head the service polls; None while unknown
 Head = Callable[[], tuple[int | None, int | None, int | None]]
 
@@ -202,6 +217,7 @@ class Sender:
 
     def stats(self) -> dict[str, Any]:
         """Counts for /info: batches, gaps, re-broadcasts, replacements."""
+        counts = self.outbox.counts + self.tracker.counts
         return {
             "next_nonce": self.outbox.allocator.next,
             "unconfirmed": self.outbox.unconfirmed,
@@ -209,7 +225,7 @@ class Sender:
             "simulation_batches": self.simulator.batches,
             "loop_yields": self.budget.yields,
             "send_batches": self.outbox.batches,
-            **{k: v for k, v in sorted((self.outbox.counts + self.tracker.counts).items())},
+            **{name: counts[name] for name in COUNTS},
         }
 
 

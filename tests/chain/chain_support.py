@@ -242,9 +242,11 @@ def node_config(
     state: Path,
     *,
     containers: Sequence[dict[str, Any]] = (),
+    onchain: dict[str, Any] | None = None,
     **chain: Any,
 ) -> Any:
-    """A node serving the test containers (plus ``containers``) from ``registry``."""
+    """A node serving the test containers (plus ``containers``) from ``registry``; ``onchain``
+    replaces keys of the onchain section (stuck after 2 s)."""
     from node_agent.config import parse_config
 
     raw = {
@@ -272,7 +274,7 @@ def node_config(
             "rpc_timeout": 2.0,
             **chain,
         },
-        "onchain": {"stuck_after_seconds": 2.0},
+        "onchain": {"stuck_after_seconds": 2.0, **(onchain or {})},
     }
     return parse_config(raw)
 
@@ -306,13 +308,16 @@ async def start_node(
     rpc_url: str | None = None,
     *,
     containers: Sequence[dict[str, Any]] = (),
+    onchain: dict[str, Any] | None = None,
 ) -> ChainService:
     url = rpc_url or str(dep.chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
     address = Account.from_key(key).address
     await dep.chain.w3.provider.make_request(  # type: ignore[arg-type]
         "anvil_setBalance", [address, hex(10**20)]
     )
-    config = node_config(dep.registry.address, key, url, state, containers=containers)
+    config = node_config(
+        dep.registry.address, key, url, state, containers=containers, onchain=onchain
+    )
     service = ChainService(config, state, runner)
     await service.start()
     return service

@@ -1,0 +1,56 @@
+"""bench/chain_bench.py's burst in its quick mode (50 subscriptions, free and paid, a real agent
+on anvil --block-time 1), so it cannot rot. No timing is asserted: the numbers are the
+benchmark's business; the test checks that the report is complete and consistent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.chain
+
+
+def test_quick_burst_writes_a_complete_report(tmp_path: Path) -> None:
+    script = ROOT / "bench" / "chain_bench.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick", "--only", "burst", "--results-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+    )
+    # 1 is a missed target (this machine may be slower than the targets), not a failure.
+    assert done.returncode in (0, 1), done.stdout[-2000:] + done.stderr[-4000:]
+    (path,) = tmp_path.glob("chain-*.json")
+    report = json.loads(path.read_text())
+    assert report["quick"] is True and set(report) >= {"burst", "targets", "machine"}
+    burst = report["burst"]
+    assert burst["subscriptions"] == 50 and burst["free"] + burst["paid"] == 50
+    assert burst["tracked"] + burst["skipped_by_agent"] == 50
+    assert burst["all_delivered"] and burst["delivered"] == burst["tracked"]
+    assert sum(row["deliveries"] for row in burst["blocks"]) == burst["delivered"]
+    assert burst["blocks_to_all_delivered"] == burst["blocks"][-1]["block"]
+    calls = burst["rpc_calls"]
+    assert calls["by_method"]["eth_sendRawTransaction"] >= burst["delivered"]
+    assert calls["total"] == sum(calls["by_method"].values())
+    assert set(calls["per_delivery_by_method"]) == set(calls["by_method"])
+    tx = burst["transactions"]
+    assert tx["mined"] == burst["delivered"] + tx["extra"]
+    for counter in ("gaps", "resent", "filled", "replaced", "resigned", "broadcast_rejected"):
+        assert isinstance(tx[counter], int)
+    for route in ("all", "health", "jobs"):
+        api = burst["api"][route]
+        assert api["n"] > 0 and api["errors"] == 0 and api["p50_ms"] <= api["p99_ms"]
+    assert {t["target"] for t in report["targets"]} == {
+        "burst: blocks to every delivery",
+        "burst: RPC calls per delivery",
+        "burst: nonce gaps + replacements",
+        "burst: API p99 during the burst (ms)",
+    }
+    assert "== targets" in done.stdout

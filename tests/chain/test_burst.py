@@ -1,0 +1,236 @@
+"""Burst delivery on anvil: many subscriptions whose interval opens in the same block.
+
+The node must send them all without waiting for any receipt (nonces assigned locally, the
+pool holding the whole queue), deliver each once, repair a queue whose pool lost a
+transaction, and deliver each interval exactly once when it is killed mid-burst. Blocks are
+mined by the test (automine off) so what the node has in flight is seen as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from chain_support import (
+    KEYS,
+    PERIOD,
+    Deployment,
+    HttpRunner,
+    deliveries,
+    equals,
+    eventually,
+    is_true,
+    rpc,
+    settle,
+    start_node,
+    subscription_consumer,
+)
+from eth_account import Account
+from test_agent_processes import funded_agent, http_client, nonce_of
+
+from node_agent.chain import journal as jr
+from node_agent.chain.devnet import Anvil
+from node_agent.chain.service import ChainService
+from tests.support.net import free_port
+
+pytestmark = pytest.mark.chain
+NODE_KEY = KEYS[1]
+NODE = Account.from_key(NODE_KEY).address
+QUIET = {"stuck_after_seconds": 60}  # nothing is stuck while the test holds the blocks back
+
+
+async def open_together(dep: Deployment, consumer: Any, count: int) -> list[int]:
+    """``count`` subscriptions created in one block (automine off from here on): the first
+    interval of each opens at the same time, PERIOD seconds later. Their ids."""
+    await rpc(dep, "evm_setAutomine", False)
+    w3, sender = dep.chain.w3, dep.chain.account.address
+    first = int(await dep.coordinator.functions.id().call())
+    nonce = await w3.eth.get_transaction_count(sender, "pending")
+    create = consumer.functions.createSubscription("echo", 1, PERIOD, 1, False)
+    for index in range(count):
+        tx = await create.build_transaction(
+            {"from": sender, "nonce": nonce + index, "gas": 500_000}
+        )
+        await w3.eth.send_transaction(tx)
+    await rpc(dep, "evm_mine")
+    assert int(await dep.coordinator.functions.id().call()) == first + count
+    return list(range(first, first + count))
+
+
+async def pool_count(dep: Deployment) -> int:
+    return int(await dep.chain.w3.eth.get_transaction_count(NODE, "pending"))
+
+
+async def mined_count(dep: Deployment) -> int:
+    return int(await dep.chain.w3.eth.get_transaction_count(NODE, "latest"))
+
+
+async def delivered_by_interval(consumer: Any) -> dict[tuple[int, int], list[str]]:
+    """(subscription, interval) -> the nodes that delivered it, from the consumer's events."""
+    found: dict[tuple[int, int], list[str]] = {}
+    for event in await consumer.events.OutputReceived.get_logs(from_block=0):
+        key = (event["args"]["subscriptionId"], event["args"]["interval"])
+        found.setdefault(key, []).append(event["args"]["node"])
+    return found
+
+
+def calls(node: ChainService, before: dict[str, int]) -> dict[str, int]:
+    after = node.rpc.calls_by_method()
+    return {m: n - before.get(m, 0) for m, n in after.items() if n - before.get(m, 0)}
+
+
+async def journaled_nonces(node: ChainService) -> list[int]:
+    pending = await node.journal.unconfirmed()
+    return sorted(t.nonce for txs in pending.values() for t in txs)
+
+
+async def test_burst_is_sent_at_once_with_local_nonces_and_delivered_once_each(
+    deployment: Deployment, service_container: HttpRunner, tmp_path: Path
+) -> None:
+    dep, count = deployment, 30
+    consumer = await subscription_consumer(dep)
+    ids = await open_together(dep, consumer, count)
+    node = await start_node(dep, service_container, NODE_KEY, tmp_path, onchain=QUIET)
+    try:
+        await eventually(lambda: is_true(node.status()["tracked_subscriptions"] == count))
+        await settle(node, dep)
+        before = node.rpc.calls_by_method()
+        await dep.chain.advance(PERIOD + 1)  # one block: every first interval is open
+
+        # The whole burst is signed, journaled and in the pool before any block is mined:
+        # no nonce asked per transaction, no receipt waited for between them.
+        await eventually(lambda: equals(pool_count(dep), count), what="the burst in the pool")
+        assert await mined_count(dep) == 0
+        assert await journaled_nonces(node) == list(range(count))
+        await rpc(dep, "evm_mine")
+        await eventually(lambda: equals(deliveries(consumer), count))
+        await settle(node, dep)
+
+        assert await delivered_by_interval(consumer) == {(i, 1): [NODE] for i in ids}
+        assert await mined_count(dep) == count  # one transaction each, none twice
+        assert len(service_container.calls) == count  # each computed once
+        states = {(k, i): s for k, i, s, _ in await node.journal.deliveries()}
+        assert states == {(f"s:{i}", 1): jr.CONFIRMED for i in ids}
+        sending = node.status()["sending"]
+        assert sending["gaps"] == sending["replaced"] == sending["resent"] == 0
+        used = calls(node, before)
+        assert used["eth_sendRawTransaction"] == count
+        # simulations and views batched (eth_simulateV1 carries many calls each), receipts
+        # found by block: no estimate, nonce or receipt poll per delivery (the head and sync
+        # polls go on as they do without a burst)
+        assert used.get("eth_simulateV1", 0) <= count // 2, used
+        for method in ("eth_estimateGas", "eth_getTransactionReceipt"):
+            assert used.get(method, 0) == 0, used
+        assert used.get("eth_getTransactionCount", 0) <= 10, used
+    finally:
+        await node.stop(1)
+
+
+async def test_a_transaction_lost_by_the_pool_is_sent_again_and_the_queue_moves_on(
+    deployment: Deployment, service_container: HttpRunner, tmp_path: Path
+) -> None:
+    dep, count = deployment, 6
+    consumer = await subscription_consumer(dep)
+    ids = await open_together(dep, consumer, count)
+    node = await start_node(dep, service_container, NODE_KEY, tmp_path, onchain=QUIET)
+    try:
+        await eventually(lambda: is_true(node.status()["tracked_subscriptions"] == count))
+        await dep.chain.advance(PERIOD + 1)
+        await eventually(lambda: equals(pool_count(dep), count), what="the burst in the pool")
+        lost = next(
+            t.tx_hash
+            for txs in (await node.journal.unconfirmed()).values()
+            for t in txs
+            if t.nonce == 2
+        )
+        # The pool loses nonce 2 (anvil drops what depends on it too): 3..5 wait behind a gap.
+        await rpc(dep, "anvil_dropTransaction", lost)
+        assert await pool_count(dep) == 2
+        await rpc(dep, "evm_mine")
+        assert await mined_count(dep) == 2
+
+        await eventually(lambda: equals(pool_count(dep), count), what="the gap sent again")
+        await rpc(dep, "evm_mine")
+        await eventually(lambda: equals(deliveries(consumer), count))
+        await settle(node, dep)
+        assert await delivered_by_interval(consumer) == {(i, 1): [NODE] for i in ids}
+        assert await mined_count(dep) == count  # the same transactions: no filler, no copy
+        assert len(service_container.calls) == count  # sent again, never computed again
+        sending = node.status()["sending"]
+        assert sending["gaps"] >= 1 and sending["resent"] >= count - 2
+        assert sending["replaced"] == sending["filled"] == sending["resigned"] == 0
+    finally:
+        await node.stop(1)
+
+
+@asynccontextmanager
+async def slow_echo(seconds: float) -> AsyncIterator[tuple[list[Any], str]]:
+    """A container that takes ``seconds`` per request: a burst then takes a while to compute."""
+    requests: list[Any] = []
+
+    async def output(request: web.Request) -> web.Response:
+        body = await request.json()
+        requests.append(body)
+        await asyncio.sleep(seconds)
+        return web.json_response({"echo": body.get("data")})
+
+    app = web.Application()
+    app.router.add_post("/service_output", output)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield requests, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_kill_9_in_the_middle_of_a_burst_delivers_each_interval_exactly_once(
+    deployment: Deployment, anvil: Anvil, tmp_path: Path
+) -> None:
+    """The agent dies with part of the burst journaled (sent, maybe mined) and the rest not
+    computed yet, and the pool loses what it had; the restarted agent sends the journaled
+    transactions again, computes only what was never journaled, and every interval lands
+    once."""
+    dep, count = deployment, 40
+    consumer = await subscription_consumer(dep)
+    ids = await open_together(dep, consumer, count)
+    await rpc(dep, "evm_setIntervalMining", 1)  # a block a second from here on
+    agent = await funded_agent(dep, tmp_path, KEYS[1])
+    async with slow_echo(0.05) as (requests, url), http_client() as http:
+        agent.configure(url, anvil, dep.registry.address)
+        config = json.loads((agent.workdir / "config.yaml").read_text())
+        config["onchain"]["max_concurrent_deliveries"] = 2  # ~1 s to compute the burst
+        (agent.workdir / "config.yaml").write_text(json.dumps(config))
+        async with agent.run() as first:
+            await eventually(lambda: agent.tracking(http, count), what="agent tracking")
+            await rpc(dep, "evm_increaseTime", PERIOD + 1)
+
+            async def partly() -> bool:
+                return len(agent.journaled_txs()) >= count // 4
+
+            await eventually(partly, what="part of the burst journaled")
+            first.send_signal(signal.SIGKILL)
+            assert await asyncio.wait_for(first.wait(), 30) == -signal.SIGKILL
+        journaled = agent.journaled_txs()
+        computed = len(requests)
+        assert len(journaled) < count  # killed in the middle: some never computed
+        await rpc(dep, "anvil_dropAllTransactions")
+        async with agent.run():
+            await eventually(lambda: equals(deliveries(consumer), count), what="all delivered")
+            await eventually(lambda: agent.settled(http, dep), what="agent settled")
+            assert await delivered_by_interval(consumer) == {(i, 1): [agent.address] for i in ids}
+            assert await nonce_of(dep, agent.address) == count  # no second transaction for any
+            after = agent.journaled_txs()
+            assert after[: len(journaled)] == journaled  # the journaled bytes, not new ones
+            assert len(after) == count
+            # only what had not been journaled before the kill was computed again
+            assert len(requests) - computed == count - len(journaled)

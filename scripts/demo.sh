@@ -4,7 +4,9 @@
 # live, callback, result), print what comes back, and stop cleanly. Then the
 # on-chain part (scripts/demo_chain.py): a local anvil devnet with the contracts deployed, the
 # node restarted with the chain enabled, a recurring and a delegated subscription fulfilled,
-# the delivered outputs read back from the chain. DEMO_CHAIN=0 skips the on-chain part.
+# the delivered outputs read back from the chain; then a paid subscription (the node's Wallet
+# from `node-agent wallet create`, a consumer's funded Wallet, the node Wallet's balance printed
+# per paid delivery, `node-agent wallet show`). DEMO_CHAIN=0 skips the on-chain part.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

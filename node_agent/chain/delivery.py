@@ -120,11 +120,9 @@ class Sender:
             raise Reverted(result.output, result.message)
 
     async def _simulate(self, call: SimCall) -> SimResult:
-        """One batched simulation, within the loop's budget before and after."""
+        """One batched simulation; the step that led here ran within the loop's budget."""
         await self.budget.turn()
-        result = await self.simulator.run(call)
-        await self.budget.turn()
-        return result
+        return await self.simulator.run(call)
 
     async def estimate(self, to: str, data: bytes, allowed_errors: tuple[str, ...] = ()) -> int:
         """Simulate and size the gas; raises Reverted (known errors decoded by name) or
@@ -198,9 +196,7 @@ class Sender:
     async def send(self, sub_key: str, interval: int, to: str, data: bytes, gas: int) -> str:
         """Journal, then broadcast; returns the tx hash. A failed broadcast is retried later."""
         await self.budget.turn()
-        tx_hash = await self.outbox.send(Outgoing(sub_key, interval, to, data, gas))
-        await self.budget.turn()
-        return tx_hash
+        return await self.outbox.send(Outgoing(sub_key, interval, to, data, gas))
 
     async def confirm(
         self, pending: Mapping[Job, list[jr.TxRecord]], head: int, base_fee: int

@@ -288,7 +288,17 @@ class Journal:
         return await self._run(q)
 
     async def drop_subscription(self, sub_id: int) -> None:
-        await self._run(lambda db: db.execute("DELETE FROM subscriptions WHERE id=?", (sub_id,)))
+        await self.drop_subscriptions([sub_id])
+
+    async def drop_subscriptions(self, sub_ids: list[int]) -> None:
+        """Stop tracking these (one transaction: a burst of one-shot subscriptions ends with
+        hundreds finished in one block)."""
+        if sub_ids:
+            await self._run(
+                lambda db: db.executemany(
+                    "DELETE FROM subscriptions WHERE id=?", [(i,) for i in sub_ids]
+                )
+            )
 
     async def load_subscriptions(self) -> list[tuple[int, dict[str, Any], tuple[str, ...]]]:
         def q(db: sqlite3.Connection) -> list[tuple[int, dict[str, Any], tuple[str, ...]]]:

@@ -21,7 +21,7 @@ from collections import deque
 
 
 class LoopBudget:
-    def __init__(self, slice_seconds: float = 0.002, per_turn: int = 8) -> None:
+    def __init__(self, slice_seconds: float = 0.002, per_turn: int = 16) -> None:
         self.slice = slice_seconds
         self.per_turn = per_turn
         self._started: float | None = None  # when this turn's budgeted work began

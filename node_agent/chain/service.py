@@ -405,18 +405,22 @@ class ChainService:
         return counts
 
     async def _untrack(self, sub_id: int, reason: str) -> None:
-        if self._subs.pop(sub_id, None) is not None:
+        await self._untrack_many([sub_id], reason)
+
+    async def _untrack_many(self, sub_ids: list[int], reason: str) -> None:
+        dropped = [i for i in sub_ids if self._subs.pop(i, None) is not None]
+        for sub_id in dropped:
             self._chains.pop(sub_id, None)
             self._full.pop(sub_id, None)
-            await self.journal.drop_subscription(sub_id)
+        await self.journal.drop_subscriptions(dropped)
+        for sub_id in dropped:
             log.info("subscription_untracked", id=sub_id, reason=reason)
 
-    async def _untrack_if_last(self, sub_id: int, interval: int) -> None:
+    def _delivered_last(self, sub_id: int, interval: int) -> bool:
         """Our delivery of the last interval is final: a node delivers an interval at most once,
         so nothing is left for us (a callback never closes, so it was tracked forever before)."""
         sub = self._subs.get(sub_id)
-        if sub is not None and interval >= sub.frequency:
-            await self._untrack(sub_id, "delivered last interval")
+        return sub is not None and interval >= sub.frequency
 
     def _start(self, key: str, interval: int, work: Awaitable[None]) -> None:
         job = (key, interval)
@@ -455,6 +459,7 @@ class ChainService:
                 if self.head is not None and self.sender.tracker.due(self.head):
                     pending = await self.journal.unconfirmed()
                     finals = await self.sender.confirm(pending, self.head, self._base_fee or 0)
+                    last: list[int] = []  # subscriptions whose last interval this confirmed
                     for (key, interval), txs in pending.items():
                         final = finals.get((key, interval))
                         if final is not None:  # journaled by confirm()
@@ -472,8 +477,11 @@ class ChainService:
                             )
                             if key.startswith("d:"):
                                 await self._resolve_delegated(key, interval, state)
-                            elif state == jr.CONFIRMED:
-                                await self._untrack_if_last(int(key[2:]), interval)
+                            elif state == jr.CONFIRMED and self._delivered_last(
+                                int(key[2:]), interval
+                            ):
+                                last.append(int(key[2:]))
+                    await self._untrack_many(last, "delivered last interval")
             await asyncio.sleep(period)
 
     async def _retention_loop(self) -> None:

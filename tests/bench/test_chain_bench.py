@@ -44,7 +44,8 @@ def test_quick_burst_writes_a_complete_report(tmp_path: Path) -> None:
     assert tx["mined"] == burst["delivered"] + tx["extra"]
     for counter in ("gaps", "resent", "filled", "replaced", "resigned", "broadcast_rejected"):
         assert isinstance(tx[counter], int)
-    for route in ("all", "health", "jobs"):
+    assert 1 <= burst["blocks_needed_for_the_gas"] <= burst["blocks_to_all_delivered"]
+    for route in ("idle_before", "all", "health", "jobs"):
         api = burst["api"][route]
         assert api["n"] > 0 and api["errors"] == 0 and api["p50_ms"] <= api["p99_ms"]
     assert {t["target"] for t in report["targets"]} == {

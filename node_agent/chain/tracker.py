@@ -9,9 +9,11 @@ burst that is thousands of calls for nothing. Instead, once per new block:
    delegated). Blocks not deep enough yet are looked at again, so a reorg that drops a
    delivery takes its confirmation back;
 2. only while some journaled transaction is still unaccounted for: the key's mined nonce count
-   (``eth_getTransactionCount(latest)``). A transaction whose nonce is below it but that
-   delivered nothing was mined and reverted, or was mined before the node looked (a restart),
-   or its nonce went to another transaction: its receipts say which (rare, one call each);
+   (``eth_getTransactionCount`` at the block the logs were read to). A transaction whose
+   nonce is below it but that delivered nothing was mined and reverted, or was mined before
+   the node looked (a restart), or its nonce went to another transaction: the last blocks'
+   logs are read once more (an endpoint may answer for a block before its logs are
+   indexed), then its receipts say which (rare, one call each);
 3. only when the queue may be broken (at start, no progress for a few blocks or the stuck
    interval): the pool's count (``eth_getTransactionCount(pending)``), and the repair
    :func:`node_agent.chain.nonce.plan_queue` decides: send lost transactions again, fill a
@@ -41,6 +43,7 @@ log = structlog.get_logger(__name__)
 
 FULFILLED_TOPIC = "0x" + keccak(text="SubscriptionFulfilled(uint32,address)").hex()
 RESCAN_BLOCKS = 256  # blocks looked back at the first step (deliveries mined while down)
+RECHECK_BLOCKS = 8  # blocks read again when a mined transaction's log was not seen
 GAP_BLOCKS = 2  # new blocks without the mined count moving before the pool is read
 BROADCAST_GRACE = 5.0  # seconds after signing before a transaction can count as missing
 NONCE_TAKEN_STEPS = 2  # steps a used nonce must show no receipt of ours before re-signing
@@ -106,21 +109,41 @@ class Tracker:
             await self._scan(head, pending)
         self._last_head = head
 
+        finals, waiting = self._split(pending, head)
+        if not waiting:
+            return finals
+        # the mined count at the block the logs were read to: a block mined since must not
+        # look like transactions mined without their SubscriptionFulfilled
+        mined = int(await self.rpc.request("eth_getTransactionCount", [self.node, hex(head)]), 16)
+        if any(txs[-1].nonce < mined for txs in waiting.values()):
+            # Mined, yet no log seen: read the last blocks' logs again once (an endpoint may
+            # answer for a block before it has indexed its logs) before asking receipts.
+            await self._scan(head, pending, since=max(head - RECHECK_BLOCKS, 0))
+            more, waiting = self._split(waiting, head)
+            finals.update(more)
+        finals.update(await self._follow(waiting, mined, head, base_fee, now, new_block))
+        return finals
+
+    def _split(
+        self, pending: Mapping[Job, list[jr.TxRecord]], head: int
+    ) -> tuple[dict[Job, Final], dict[Job, list[jr.TxRecord]]]:
+        """(confirmed deep enough, not seen delivered yet) by the logs seen so far."""
         finals: dict[Job, Final] = {}
         waiting: dict[Job, list[jr.TxRecord]] = {}
         for job, txs in pending.items():
             blocks = [self._seen[t.tx_hash] for t in txs if t.tx_hash in self._seen]
-            if blocks:
-                if head - min(blocks) + 1 >= self.depth:
-                    finals[job] = (jr.CONFIRMED, min(blocks))
-            else:
+            if not blocks:
                 waiting[job] = txs
-        if waiting:
-            finals.update(await self._follow(waiting, head, base_fee, now, new_block))
-        return finals
+            elif head - min(blocks) + 1 >= self.depth:
+                finals[job] = (jr.CONFIRMED, min(blocks))
+        return finals, waiting
 
-    async def _scan(self, head: int, pending: Mapping[Job, list[jr.TxRecord]]) -> None:
+    async def _scan(
+        self, head: int, pending: Mapping[Job, list[jr.TxRecord]], since: int | None = None
+    ) -> None:
         start = max(head - RESCAN_BLOCKS, 0) if self._scanned is None else self._scanned + 1
+        if since is not None:
+            start = min(start, since)
         shallow = [b for b in self._seen.values() if head - b + 1 < self.depth]
         start = min([start, *shallow])
         if start > head:
@@ -153,6 +176,7 @@ class Tracker:
     async def _follow(
         self,
         waiting: Mapping[Job, list[jr.TxRecord]],
+        mined: int,
         head: int,
         base_fee: int,
         now: float,
@@ -160,9 +184,6 @@ class Tracker:
     ) -> dict[Job, Final]:
         """The deliveries without a SubscriptionFulfilled: settle the used nonces, repair the
         queue above them."""
-        # at the block the logs were read to: a block mined since must not look like
-        # transactions mined without their SubscriptionFulfilled
-        mined = int(await self.rpc.request("eth_getTransactionCount", [self.node, hex(head)]), 16)
         self._queue.observe(mined, now, new_block)
         finals: dict[Job, Final] = {}
         above: dict[int, jr.TxRecord] = {}

@@ -560,6 +560,7 @@ async def measure(
                     "resigned",
                     "broadcast_rejected",
                     "broadcast_failed",
+                    "receipt_lookups",
                 )
             },
         },
@@ -629,7 +630,8 @@ def print_burst(burst: dict[str, Any]) -> None:
     print(
         f"transactions: {tx['mined']} mined ({tx['extra']} beyond the deliveries), gaps"
         f" {tx['gaps']}, resent {tx['resent']}, filled {tx['filled']}, replaced {tx['replaced']},"
-        f" re-signed {tx['resigned']}, refused by the pool {tx['broadcast_rejected']};"
+        f" re-signed {tx['resigned']}, refused by the pool {tx['broadcast_rejected']}, receipts"
+        f" looked up one by one {tx['receipt_lookups']};"
         f" simulations batched: {tx['simulation_batched']} ({tx['simulation_batches']} batches),"
         f" send batches {tx['send_batches']}"
     )

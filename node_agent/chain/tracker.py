@@ -185,6 +185,9 @@ class Tracker:
         """The deliveries without a SubscriptionFulfilled: settle the used nonces, repair the
         queue above them."""
         self._queue.observe(mined, now, new_block)
+        used = sum(1 for txs in waiting.values() if txs[-1].nonce < mined)
+        if used:  # rare: a revert, a restart, or logs the endpoint did not show
+            log.info("deliveries_without_log", count=used, mined=mined, head=head)
         finals: dict[Job, Final] = {}
         above: dict[int, jr.TxRecord] = {}
         for job, txs in waiting.items():

@@ -29,6 +29,9 @@ from node_agent.chain.subscription import Subscription
 log = structlog.get_logger(__name__)
 
 RECENT_KEPT = 50  # refusals shown in /info
+# The node Wallet's balances and the key's gas, for /info and the status page. Deliveries never
+# use these (they read fresh values): this is a provider's view, so every 30 s is plenty.
+BALANCES_EVERY_S = 30.0
 VALID_CACHE = 10_000  # factory wallets remembered as valid
 
 Job = tuple[str, int]
@@ -87,6 +90,7 @@ class PaymentGate:
         self._reservations: dict[Job, tuple[str, int]] = {}
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_KEPT)
         self.refused = 0
+        self.balances: dict[str, Any] | None = None
 
     async def connect(self, rpc: Rpc, registry: str, node: str) -> None:
         """Find Fee and WalletFactory through the Registry; check the node's own Wallet."""
@@ -105,6 +109,39 @@ class PaymentGate:
                     reason="not a Wallet from this Coordinator's WalletFactory: paid "
                     "subscriptions are refused (node-agent wallet create makes one)",
                 )
+
+    async def watch_balances(self, tokens: Sequence[str]) -> None:
+        """Re-read the balances every BALANCES_EVERY_S; a failed read keeps the last one (its
+        ``read_at`` says how old it is) and is logged, the loop goes on."""
+        while True:
+            try:
+                await self.refresh_balances(tokens)
+            except Exception as exc:
+                log.warning("wallet_balances_unread", error=f"{type(exc).__name__}: {exc}"[:300])
+            await asyncio.sleep(BALANCES_EVERY_S)
+
+    async def refresh_balances(self, tokens: Sequence[str]) -> None:
+        """The key's ETH for gas, and the payment Wallet's unlocked and locked funds per token
+        (ETH and every accepted token). Wei as strings: a browser's numbers lose them."""
+        assert self.rpc is not None and self.node is not None
+        wallet = self.payment_address if self.node_wallet_valid else None
+        calls: list[Call] = []
+        if wallet is not None:
+            for token in tokens:
+                calls += [
+                    (wallet, abi.UNLOCKED_BALANCE, (token,)),
+                    (wallet, abi.LOCKED_BALANCE, (token,)),
+                ]
+        answers = await read_batch(self.rpc, calls)
+        gas = int(await self.rpc.request("eth_getBalance", [self.node, "latest"]), 16)
+        held: dict[str, dict[str, str | None]] = {}
+        for index, token in enumerate(tokens if wallet is not None else ()):
+            unlocked, locked = answers[2 * index], answers[2 * index + 1]
+            held[token] = {
+                "unlocked_wei": str(unlocked[0]) if unlocked else None,
+                "locked_wei": str(locked[0]) if locked else None,
+            }
+        self.balances = {"read_at": round(time.time(), 3), "gas_wei": str(gas), "wallet": held}
 
     async def is_valid_wallet(self, wallet: str) -> bool:
         if wallet in self._valid:
@@ -201,6 +238,7 @@ class PaymentGate:
             "fee_contract": self.fee_contract,
             "refused": self.refused,
             "recent_refusals": list(self._recent)[::-1],
+            "balances": self.balances,
         }
 
 

@@ -17,10 +17,12 @@ subscription's reply) and :func:`funds_refusal` (the wallets as read just before
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from node_agent.chain.subscription import Subscription
+from eth_utils.address import to_checksum_address
+
+from node_agent.chain.subscription import ZERO_ADDRESS, Subscription
 from node_agent.config import ContainerConfig
 
 BPS = 10_000  # the Fee contract's basis points
@@ -36,6 +38,14 @@ class Refusal:
 
 def _token_name(token: str) -> str:
     return "ETH" if int(token, 16) == 0 else token
+
+
+def accepted_tokens(configs: Iterable[ContainerConfig]) -> list[str]:
+    """ETH, then every token some container accepts (checksummed, each once)."""
+    tokens = [ZERO_ADDRESS]
+    for config in configs:
+        tokens += config.accepted_payments
+    return list(dict.fromkeys(to_checksum_address(t) for t in tokens))
 
 
 def floor(sub: Subscription, configs: Sequence[ContainerConfig]) -> int:

@@ -29,7 +29,7 @@ from node_agent.chain.guardian import Rejection, check_subscription
 from node_agent.chain.health import FailureStreak, chain_health
 from node_agent.chain.outputs import OutputError, encode_output
 from node_agent.chain.paygate import PaymentGate
-from node_agent.chain.payments import Refusal
+from node_agent.chain.payments import Refusal, accepted_tokens
 from node_agent.chain.proofs import FINALIZE_PREFIX, ProofTracker
 from node_agent.chain.rpc import Rpc, backoff_delays
 from node_agent.chain.runner import OFFCHAIN, ONCHAIN, JobRunner
@@ -311,6 +311,8 @@ class ChainService:
         self._spawn(SCHEDULE, self._schedule_loop, restart=True)
         self._spawn(CONFIRM, self._confirm_loop, restart=True)
         self._spawn(PROOFS, self.proofs.run, restart=True)
+        tokens = accepted_tokens(self.containers.values())
+        self._spawn("chain-balances", lambda: self.payments.watch_balances(tokens), restart=True)
 
     async def _sleep(self, seconds: float) -> bool:
         """Wait ``seconds`` or until woken; True when woken (new subscriptions, new work)."""

@@ -22,6 +22,7 @@ from node_agent.chain import abi
 from node_agent.chain import journal as jr
 from node_agent.chain.delivery import GWEI, FeePolicy
 from node_agent.chain.errors import Reverted
+from node_agent.chain.payments import accepted_tokens
 from node_agent.chain.proofs import describe
 from node_agent.chain.rpc import Rpc
 from node_agent.chain.subscription import ZERO_ADDRESS
@@ -51,14 +52,11 @@ def wallet_settings(config: Config) -> WalletConfig:
 
 def tokens(config: Config, extra: list[str]) -> list[str]:
     """ETH, every token some container accepts, and ``extra`` (checksummed, in that order)."""
-    tokens = [ZERO_ADDRESS]
-    for container in config.containers:
-        tokens += container.accepted_payments
     for token in extra:
         if not is_address(token):
             raise ConfigError(f"--token {token!r} is not an address", {"token": token})
-        tokens.append(token)
-    return list(dict.fromkeys(to_checksum_address(t) for t in tokens))
+    accepted = accepted_tokens(config.containers)
+    return list(dict.fromkeys(accepted + [to_checksum_address(t) for t in extra]))
 
 
 def _token_name(token: str) -> str:

@@ -338,6 +338,18 @@ async def test_paid_eth_and_erc20_subscriptions_are_delivered_and_paid_to_the_we
         assert status["refused"] == 0
         assert status["wallet_factory"] == market.factory.address
         assert status["fee_contract"] == market.fee.address
+        # The provider's view (/info, status page): read at start and every 30 s; re-read now.
+        await eventually(lambda: is_true(node.status()["payments"]["balances"] is not None))
+        await node.payments.refresh_balances([ETH, token])
+        shown = node.status()["payments"]["balances"]
+        assert shown["wallet"][ETH] == {
+            "unlocked_wei": str(10**16 - protocol(10**16)),
+            "locked_wei": "0",
+        }
+        assert shown["wallet"][token]["unlocked_wei"] == str(
+            5_000 + 1_700 - protocol(5_000) - protocol(1_700)
+        )
+        assert shown["gas_wei"] == str(await market.balance(NODE, ETH))
 
     # node-agent wallet show, reading the chain and the (stopped) node's journal
     async with prover_service() as (_, url):

@@ -329,8 +329,31 @@
         ["Delegated pending", chain.delegated_subscriptions],
         ["RPC calls / failures", `${chain.rpc_calls ?? "–"} / ${chain.rpc_failures ?? "–"}`],
         ["Last error", chain.last_error || "none"],
+        ...walletFacts((chain.payments || {}).balances),
       ]),
     );
+  }
+
+  // Wei arrive as strings (a JS number loses them); shown in ETH (or token units) to 6 places.
+  function units(wei) {
+    if (wei === null || wei === undefined) return "–";
+    const value = BigInt(wei);
+    const whole = value / 10n ** 18n;
+    const part = ((value % 10n ** 18n) / 10n ** 12n).toString().padStart(6, "0");
+    return `${whole}.${part}`;
+  }
+
+  function walletFacts(balances) {
+    if (!balances) return [];
+    const rows = [["Gas (node key)", `${units(balances.gas_wei)} ETH`]];
+    for (const [token, held] of Object.entries(balances.wallet || {})) {
+      const name = /^0x0{40}$/.test(token) ? "ETH" : token;
+      rows.push([
+        `Wallet ${name}`,
+        `${units(held.unlocked_wei)} unlocked, ${units(held.locked_wei)} locked`,
+      ]);
+    }
+    return rows;
   }
 
   function renderGrid(doc) {

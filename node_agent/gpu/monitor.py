@@ -46,6 +46,9 @@ class GpuMonitor:
         self._last_health: str | None = None
         self._docker_facts: tuple[float, DockerFacts] | None = None
         self._docker_facts_ttl = 60.0
+        # At most one read of Docker's facts at a time: a hung dockerd holds one thread, not
+        # one per refresh, and refreshes go on without waiting for it.
+        self._docker_reading: asyncio.Future[DockerFacts] | None = None
 
     @classmethod
     def from_config(
@@ -150,9 +153,18 @@ class GpuMonitor:
         now = self._clock()
         if self._docker_facts is not None and now - self._docker_facts[0] < self._docker_facts_ttl:
             return self._docker_facts[1]
-        facts = await asyncio.to_thread(docker_facts, self._docker_client)
-        self._docker_facts = (now, facts)
-        return facts
+        if self._docker_reading is not None:  # the last read never came back: dockerd hangs
+            return DockerFacts(error="the Docker engine does not answer (docker info hangs)")
+        reading = asyncio.ensure_future(asyncio.to_thread(docker_facts, self._docker_client))
+        self._docker_reading = reading
+
+        def settle(done: asyncio.Future[DockerFacts]) -> None:  # also after a timeout above
+            self._docker_reading = None
+            if not done.cancelled() and done.exception() is None:
+                self._docker_facts = (self._clock(), done.result())
+
+        reading.add_done_callback(settle)
+        return await asyncio.shield(reading)
 
     async def _run(self) -> None:
         while True:

@@ -103,6 +103,11 @@ class GuardedRequestHandler(JsonErrorRequestHandler):
 
     def data_received(self, data: bytes) -> None:
         count = self._request_count
+        # Bytes that arrive while a body is still owed belong to that body (a request answered
+        # before its body came, e.g. a 405, still has them on the wire): they start no head
+        # deadline, or an idle keep-alive connection would get a 408 that the client reads as
+        # the answer to its next request.
+        body_owed = self._body is not EMPTY_PAYLOAD and not self._body.is_eof()
         super().data_received(data)
         if self._request_count != count:  # a head arrived (or was refused): no more deadline
             if self._header_timer is not None:
@@ -112,6 +117,7 @@ class GuardedRequestHandler(JsonErrorRequestHandler):
                 self._body = self._messages[-1][1]
         elif (
             data
+            and not body_owed
             and self._header_timer is None
             and (self._body is EMPTY_PAYLOAD or self._body.is_eof())
             and not (self._force_close or self._close)

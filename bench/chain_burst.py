@@ -47,6 +47,7 @@ from web3 import Web3
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from node_agent.chain.delivery import COUNTS  # noqa: E402
 from node_agent.chain.deploy import load_artifact  # noqa: E402
 from node_agent.chain.devnet import (  # noqa: E402
     DEPLOYER_KEY,
@@ -550,19 +551,7 @@ async def measure(
             "simulation_batched": sending.get("simulation_batched"),
             "simulation_batches": sending.get("simulation_batches"),
             "send_batches": sending.get("send_batches"),
-            **{
-                name: int(sending.get(name, 0))
-                for name in (
-                    "gaps",
-                    "resent",
-                    "filled",
-                    "replaced",
-                    "resigned",
-                    "broadcast_rejected",
-                    "broadcast_failed",
-                    "receipt_lookups",
-                )
-            },
+            **{name: int(sending.get(name, 0)) for name in COUNTS if name != "sent"},
         },
         "api": {
             # when the slow answers came, in seconds from the opening block (what held them)

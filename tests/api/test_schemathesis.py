@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
@@ -58,12 +57,6 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"http://127.0.0.1:{daemon.port}"
 
 
-@pytest.fixture(scope="module")
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as http:
-        yield http
-
-
 @schema.parametrize()
 @settings(
     max_examples=50,
@@ -72,12 +65,13 @@ def session() -> Iterator[requests.Session]:
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_every_operation_answers_as_documented(
-    case: Any, base_url: str, session: requests.Session
-) -> None:
+def test_every_operation_answers_as_documented(case: Any, base_url: str) -> None:
+    # A connection per request, like the hypothesis fuzz suite: keep-alive behaviour has its
+    # own tests (test_connections.py). With one shared keep-alive session, CI twice saw a
+    # request that was never answered right after one answered before its body was read
+    # (a 408 after 10 s, later a 15 s silence); not reproduced alone: see the session note.
     case.call_and_validate(
         base_url=base_url,
-        session=session,
         timeout=15,
         excluded_checks=EXCLUDED,
     )

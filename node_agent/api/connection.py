@@ -109,6 +109,8 @@ class GuardedRequestHandler(JsonErrorRequestHandler):
         # the answer to its next request.
         body_owed = self._body is not EMPTY_PAYLOAD and not self._body.is_eof()
         super().data_received(data)
+        if data and self._request_count == count and not self._messages:
+            self._reparse_held_back()
         if self._request_count != count:  # a head arrived (or was refused): no more deadline
             if self._header_timer is not None:
                 self._header_timer.cancel()
@@ -123,6 +125,19 @@ class GuardedRequestHandler(JsonErrorRequestHandler):
             and not (self._force_close or self._close)
         ):
             self._header_timer = self._loop.call_later(self._header_timeout, self._head_too_late)
+
+    def _reparse_held_back(self) -> None:
+        """aiohttp's C parser counts a message as queued when its body ends; the handler takes
+        it (and frees the slot) when its head ends. A request answered before its body arrived
+        (a 405 at the head) is taken first, its body ends later, and the parser believes the
+        queue full: the next request's head waits in its tail, unanswered, for good (CI met it
+        under schemathesis; a keep-alive client hangs). With no message queued no slot can be
+        taken, so free the leaked one and parse what was held back."""
+        parser = self._parser
+        if parser is None:
+            return
+        parser.message_consumed()
+        super().data_received(b"")  # what it parses is seen by data_received's checks
 
     def _head_too_late(self) -> None:
         """Queue a 408 after whatever is being answered, and take no more bytes."""

@@ -139,6 +139,41 @@ async def test_a_late_body_of_an_answered_request_starts_no_head_deadline(
     writer.close()
 
 
+def keep_alive_rounds(host: str, port: int, rounds: int) -> list[str]:
+    """On one keep-alive connection, the way http.client sends (head and body in separate
+    writes): a request refused at its head (405, body unread) and then a plain GET."""
+    import http.client
+
+    conn = http.client.HTTPConnection(host, port, timeout=3)
+    unanswered = []
+    body = b'{"containers": [], "data": {}}'
+    try:
+        for index in range(rounds):
+            for method, path in (("DELETE", "/health"), ("GET", "/health")):
+                try:
+                    conn.request(method, path, body=body if method == "DELETE" else None)
+                    conn.getresponse().read()
+                except (TimeoutError, OSError) as exc:
+                    unanswered.append(f"{index}: {method} {path}: {exc!r}")
+                    conn.close()
+                    conn = http.client.HTTPConnection(host, port, timeout=3)
+    finally:
+        conn.close()
+    return unanswered
+
+
+async def test_requests_after_one_answered_before_its_body_are_all_answered(
+    guarded: tuple[Daemon, str, int],
+) -> None:
+    """aiohttp's C parser counts a request as queued when its body ends, the handler frees the
+    slot when it takes the request at its head: a body that ends after that left the parser
+    "full" and the next head, arriving in the same read, unanswered for good (about one
+    keep-alive request in 600 under schemathesis in CI). 4,000 rounds met it in most runs before the fix."""
+    _, host, port = guarded
+    unanswered = await asyncio.to_thread(keep_alive_rounds, host, port, 4000)
+    assert unanswered == [], unanswered[:3]
+
+
 async def test_connections_past_the_cap_get_a_json_503(guarded: tuple[Daemon, str, int]) -> None:
     _, host, port = guarded
     held = [await connect(host, port) for _ in range(LIMITS["max_connections"])]

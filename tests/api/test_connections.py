@@ -168,7 +168,8 @@ async def test_requests_after_one_answered_before_its_body_are_all_answered(
     """aiohttp's C parser counts a request as queued when its body ends, the handler frees the
     slot when it takes the request at its head: a body that ends after that left the parser
     "full" and the next head, arriving in the same read, unanswered for good (about one
-    keep-alive request in 600 under schemathesis in CI). 4,000 rounds met it in most runs before the fix."""
+    keep-alive request in 600 under schemathesis in CI). 4,000 rounds met it in most runs
+    before the fix."""
     _, host, port = guarded
     unanswered = await asyncio.to_thread(keep_alive_rounds, host, port, 4000)
     assert unanswered == [], unanswered[:3]

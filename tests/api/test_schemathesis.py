@@ -66,10 +66,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     suppress_health_check=list(HealthCheck),
 )
 def test_every_operation_answers_as_documented(case: Any, base_url: str) -> None:
-    # A connection per request, like the hypothesis fuzz suite: keep-alive behaviour has its
-    # own tests (test_connections.py). With one shared keep-alive session, CI twice saw a
-    # request that was never answered right after one answered before its body was read
-    # (a 408 after 10 s, later a 15 s silence); not reproduced alone: see the session note.
+    # A connection per request, like the hypothesis fuzz suite: keep-alive has its own tests
+    # (test_connections.py, among them the parser-slot leak this fuzzer first ran into).
     case.call_and_validate(
         base_url=base_url,
         timeout=15,

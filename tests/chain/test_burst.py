@@ -38,7 +38,7 @@ from test_agent_processes import funded_agent, http_client, nonce_of
 from node_agent.chain import journal as jr
 from node_agent.chain.devnet import Anvil
 from node_agent.chain.service import ChainService
-from tests.support.net import free_port
+from tests.support.net import serving
 
 pytestmark = pytest.mark.chain
 NODE_KEY = KEYS[1]
@@ -183,14 +183,8 @@ async def slow_echo(seconds: float) -> AsyncIterator[tuple[list[Any], str]]:
 
     app = web.Application()
     app.router.add_post("/service_output", output)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield requests, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield requests, url
 
 
 async def test_kill_9_in_the_middle_of_a_burst_delivers_each_interval_exactly_once(

@@ -45,7 +45,7 @@ from node_agent.chain.wallet import NodeKey
 from node_agent.config import parse_config
 from tests.support.agent import running_agent
 from tests.support.infernet_client import load_node_client, load_subscription_class
-from tests.support.net import free_port
+from tests.support.net import serving
 
 pytestmark = pytest.mark.chain
 
@@ -99,14 +99,8 @@ async def prover_service() -> AsyncIterator[tuple[Prover, str]]:
     prover = Prover()
     app = web.Application()
     app.router.add_post("/{container}/service_output", prover.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield prover, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield prover, url
 
 
 # --- the market: Fee at 5 %, a token, verifiers, a consumer Wallet, the node's Wallet ----------

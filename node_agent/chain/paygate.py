@@ -6,7 +6,8 @@ the consumer's Wallet (unlocked funds, the owner's allowance), the node's Wallet
 the node key, with a verifier), the verifier's token and fee and the protocol FEE. They are read
 at every check, never cached: owners withdraw, FEE and verifier fees change at any time. What
 cannot change is cached: a Wallet the factory made stays valid. A refused delivery is logged
-and kept in a bounded list that ``/info`` shows; no transaction is sent for it.
+and kept in a bounded list that ``/info`` shows; no transaction is sent for it. A transient
+refusal is checked again later by the service: its entry follows it, logged once per change.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ class PaymentGate:
         self.reader: Reader | None = None
         self._reservations: dict[Job, tuple[str, int]] = {}
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_KEPT)
+        # The /info entry of each job waiting on a transient refusal, updated in place by its
+        # later checks (as many as the service keeps waiting: it ends each wait here).
+        self._waiting: dict[Job, dict[str, Any]] = {}
         self.refused = 0
         self.balances: dict[str, Any] | None = None
 
@@ -211,24 +215,57 @@ class PaymentGate:
         if sub.pays and sub.requires_proof:
             self._reservations[job] = (sub.payment_token.lower(), sub.payment_amount)
 
-    def note_refusal(self, job: Job, refusal: Refusal) -> None:
-        self.refused += 1
-        self._recent.append(
-            {
+    def note_refusal(self, job: Job, refusal: Refusal, *, retrying: bool = False) -> None:
+        """Count, show and log a refusal once per change of state: a job refused again with the
+        same code while it waits (``retrying``: it will be checked again) only updates its
+        entry's reason and check count, so hours of retries neither log nor count again."""
+        now = round(time.time(), 3)
+        entry = self._waiting.pop(job, None)
+        if entry is not None and entry["code"] == refusal.code:
+            entry.update(reason=refusal.message, checks=entry["checks"] + 1, retrying=retrying)
+            entry["checked_at"] = now
+            if retrying:
+                self._waiting[job] = entry
+                return
+        else:
+            if entry is not None:  # another reason now: that entry's wait is over
+                entry["retrying"] = False
+            self.refused += 1
+            entry = {
                 "subscription": job[0],
                 "interval": job[1],
                 "code": refusal.code,
                 "reason": refusal.message,
-                "at": round(time.time(), 3),
+                "retrying": retrying,
+                "checks": 1,
+                "at": now,
+                "checked_at": now,
             }
-        )
+            self._recent.append(entry)
+            if retrying:
+                self._waiting[job] = entry
         log.info(
             "payment_refused",
             sub=job[0],
             interval=job[1],
             code=refusal.code,
             reason=refusal.message,
+            retrying=retrying,
+            checks=entry["checks"],
         )
+
+    def refusal_cleared(self, job: Job) -> None:
+        """A job that waited on a transient refusal passed the check: its entry says so."""
+        entry = self._waiting.pop(job, None)
+        if entry is not None:
+            entry.update(retrying=False, cleared_at=round(time.time(), 3))
+            log.info(
+                "payment_refusal_cleared",
+                sub=job[0],
+                interval=job[1],
+                code=entry["code"],
+                checks=entry["checks"],
+            )
 
     def status(self) -> dict[str, Any]:
         return {
@@ -237,6 +274,7 @@ class PaymentGate:
             "wallet_factory": self.wallet_factory,
             "fee_contract": self.fee_contract,
             "refused": self.refused,
+            "waiting": len(self._waiting),  # refused for now, checked again while due
             "recent_refusals": list(self._recent)[::-1],
             "balances": self.balances,
         }

@@ -28,12 +28,29 @@ from node_agent.config import ContainerConfig
 BPS = 10_000  # the Fee contract's basis points
 
 
+# Refusals that can pass later with the subscription unchanged: they are about balances,
+# allowances and fees, which move. The consumer tops up or approves its Wallet, the provider
+# deposits into the node's Wallet or runs ``node-agent wallet approve``, the stake promised to
+# the node's own proof deliveries in flight is free again once they settle, a verifier lowers
+# its fee. Such a delivery is checked again (with backoff) while its interval is open. Every
+# other code is a rule (terms, Wallets not from the factory, a verifier that does not take the
+# token) that no waiting changes: the interval is skipped at once.
+TRANSIENT = frozenset(
+    {"consumer_underfunded", "consumer_allowance", "node_stake", "node_allowance", "verifier_fee"}
+)
+
+
 @dataclass(frozen=True)
 class Refusal:
     """Why the node does not serve a paid subscription: a stable ``code`` and a sentence."""
 
     code: str
     message: str
+
+    @property
+    def transient(self) -> bool:
+        """Funds or fees may change while the interval is open (see TRANSIENT)."""
+        return self.code in TRANSIENT
 
 
 def _token_name(token: str) -> str:

@@ -49,6 +49,10 @@ PRUNE_EVERY = 600.0  # seconds between retention passes (at most)
 PRUNE_BATCH = 5000  # deliveries deleted per journal transaction
 START_SLICE = 8  # deliveries started per turn of the event loop (their first steps run then)
 OPENED_KEPT = 10_000  # deliveries whose opening block is remembered for the latency histogram
+# A delivery refused for a transient reason (payments.TRANSIENT) is checked again on the next
+# block or after RETRY_FIRST_S, then after delays doubling up to RETRY_MAX_S (jittered).
+RETRY_FIRST_S = 2.0
+RETRY_MAX_S = 60.0
 
 
 @dataclass
@@ -66,6 +70,22 @@ class _Delegated:
     @property
     def key(self) -> str:
         return f"d:{self.owner.lower()}:{self.nonce}"
+
+
+@dataclass
+class _Waiting:
+    """A delivery refused for a reason that may pass (``Refusal.transient``): checked again
+    while its interval is open, first with the next block, then with backoff. Nothing is
+    journaled meanwhile: a restarted agent finds the interval not handled and checks it anew."""
+
+    refusal: Refusal
+    block: int | None  # head at the first refusal: the next block brings the first check
+    delay: Callable[[], float]
+    next_at: float = 0.0  # time.monotonic() from which it is checked again
+
+    def ready(self, head: int | None, now: float) -> bool:
+        new_block = self.block is not None and head is not None and head > self.block
+        return new_block or now >= self.next_at
 
 
 class ChainService:
@@ -113,6 +133,9 @@ class ChainService:
         # Per subscription, the interval last found full (only current intervals are asked about).
         self._full: dict[int, int] = {}
         self._inflight: dict[tuple[str, int], asyncio.Task[None]] = {}
+        # Paid deliveries refused for now (transient): at most one per due (key, interval),
+        # each dropped when it passes, turns into a rule refusal, or its interval ends.
+        self._waiting: dict[tuple[str, int], _Waiting] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._streaks = {name: FailureStreak(name) for name in (SYNC, SCHEDULE, CONFIRM)}
         self._ready = asyncio.Event()
@@ -345,7 +368,7 @@ class ChainService:
             with self._step(SCHEDULE):
                 number, now, base_fee = await self.rpc.head()
                 self.head, self.head_time, self._base_fee = number, now, base_fee
-                if number != last_block or woken or self._wake.is_set():
+                if number != last_block or woken or self._wake.is_set() or self._retry_due():
                     last_block = number
                     known = self._known_block
                     self._wake.clear()
@@ -360,6 +383,7 @@ class ChainService:
         for sub_id, sub in list(self._subs.items()):
             if scheduler.is_finished(sub, now):
                 await self._untrack(sub_id, "finished")
+        await self._end_waits(now)
         waiting_owners = {d.sub.owner for d in self._delegated.values()}
         work = [
             item
@@ -385,12 +409,43 @@ class ChainService:
                 )
         for key, delegated in list(self._delegated.items()):
             interval = scheduler.current_interval(delegated.sub, now, margin=margin)
-            if interval is not None and (key, interval) not in self._handled:
-                self._start(key, interval, self._deliver_delegated(delegated, interval))
+            if interval is None or (key, interval) in self._handled or self._waits((key, interval)):
+                continue
+            self._start(key, interval, self._deliver_delegated(delegated, interval))
 
     def _is_done(self, sub_id: int, interval: int) -> bool:
         job = (f"s:{sub_id}", interval)
-        return job in self._handled or job in self._inflight
+        return job in self._handled or job in self._inflight or self._waits(job)
+
+    def _waits(self, job: tuple[str, int]) -> bool:
+        """Refused for now (transient) and not due for another check yet."""
+        waiting = self._waiting.get(job)
+        return waiting is not None and not waiting.ready(self.head, time.monotonic())
+
+    def _retry_due(self) -> bool:
+        """Some refused delivery is due for another check (a new block starts a pass anyway)."""
+        now = time.monotonic()
+        return any(
+            now >= w.next_at for job, w in self._waiting.items() if job not in self._inflight
+        )
+
+    async def _end_waits(self, now: int) -> None:
+        """A refused delivery whose interval is no longer deliverable (the scheduler's rule: the
+        next interval opened, the margin reached, the subscription ended or untracked, the
+        interval full) ends skipped with its last reason, as a rule refusal would."""
+        margin = self.onchain.interval_margin_seconds
+        for job, waiting in list(self._waiting.items()):
+            key, interval = job
+            if job in self._inflight:  # being checked again: it comes back here if refused
+                continue
+            sub: Subscription | None = None
+            if key.startswith("s:"):
+                if self._full.get(int(key[2:])) != interval:
+                    sub = self._subs.get(int(key[2:]))
+            elif (delegated := self._delegated.get(key)) is not None:
+                sub = delegated.sub
+            if sub is None or scheduler.current_interval(sub, now, margin=margin) != interval:
+                await self._payment_refused(key, interval, waiting.refusal, final=True)
 
     async def _redundancy_counts(self, work: list[scheduler.Due]) -> list[int]:
         assert self.sync is not None
@@ -651,16 +706,36 @@ class ChainService:
         refusal = await self.payments.check(sub, reserved + self.proofs.pending_stake(token))
         if refusal is None:
             self.payments.reserve(job, sub)
+            if self._waiting.pop(job, None) is not None:
+                self.payments.refusal_cleared(job)
         return refusal
 
-    async def _payment_refused(self, key: str, interval: int, refusal: Refusal) -> None:
-        """No computation, no transaction: the interval is skipped with its reason."""
-        self.payments.note_refusal((key, interval), refusal)
+    async def _payment_refused(
+        self, key: str, interval: int, refusal: Refusal, *, final: bool = False
+    ) -> None:
+        """No computation, no transaction: the interval is skipped with its reason, unless the
+        reason may pass (``transient``, not ``final``): then it is checked again later."""
+        job = (key, interval)
+        if refusal.transient and not final:
+            self._wait_for_funds(job, refusal)
+            return
+        self._waiting.pop(job, None)
+        self.payments.note_refusal(job, refusal)
         await self.journal.mark(key, interval, jr.SKIPPED, f"Invalid payment: {refusal.message}")
         self._handled.add((key, interval))
         self._delivery_ended(key, interval, jr.SKIPPED)
         if key.startswith("d:"):
             await self._drop_delegated(key, f"rejected: Invalid payment ({refusal.code})")
+
+    def _wait_for_funds(self, job: tuple[str, int], refusal: Refusal) -> None:
+        waiting = self._waiting.get(job)
+        if waiting is None:
+            waiting = _Waiting(refusal, self.head, backoff_delays(RETRY_FIRST_S, RETRY_MAX_S))
+            self._waiting[job] = waiting
+        else:
+            waiting.refusal, waiting.block = refusal, None
+        waiting.next_at = time.monotonic() + waiting.delay()
+        self.payments.note_refusal(job, refusal, retrying=True)
 
     async def _failed(self, key: str, interval: int, reason: str) -> None:
         attempts = await self.journal.mark(key, interval, jr.FAILED, reason)

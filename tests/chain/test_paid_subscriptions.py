@@ -389,37 +389,70 @@ async def test_below_floor_and_unaccepted_tokens_are_skipped_with_their_reason(
         assert [c["container"] for c in runner_calls(node)] == ["paid"]  # only the fine one
         assert await node_nonce(market) == nonce + 1
         assert (await market.callback.functions.getDelivery(fine, 1).call())[0] == NODE
+        # rules are not retried: a later block (funds arriving) changes nothing
+        await market.fund(market.consumer_wallet.address, ETH, 10**18)
+        await settle(node, market.dep)
+        assert len(runner_calls(node)) == 1 and await node_nonce(market) == nonce + 1
+        status = node.status()["payments"]
+        assert (status["refused"], status["waiting"]) == (0, 0)
 
 
-async def test_a_wallet_that_cannot_pay_costs_no_computation_and_no_transaction(
+def refusals(node: ChainService) -> dict[str, dict[str, Any]]:
+    """The /info refusal entries by subscription key (the newest of each)."""
+    return {r["subscription"]: r for r in node.status()["payments"]["recent_refusals"][::-1]}
+
+
+async def test_a_wallet_that_cannot_pay_yet_is_served_once_it_can(
     market: Market, tmp_path: Path
 ) -> None:
     poor = await market.new_wallet()  # a factory Wallet with nothing in it
     stingy = await market.new_wallet()  # funded, but the consumer contract may not spend it
     await market.fund(stingy.address, ETH, 10**18)
-    async with prover_service() as (_, url), paid_node(market, url, tmp_path) as node:
-        nonce = await node_nonce(market)
-        broke, _ = await market.request("paid", MIN_ETH, ETH, wallet=poor.address)
-        unapproved, _ = await market.request("paid", MIN_ETH, ETH, wallet=stingy.address)
+    async with prover_service() as (_, url):
+        async with paid_node(market, url, tmp_path) as node:
+            nonce = await node_nonce(market)
+            broke, _ = await market.request("paid", MIN_ETH, ETH, wallet=poor.address)
+            unapproved, _ = await market.request("paid", MIN_ETH, ETH, wallet=stingy.address)
+            jobs = (f"s:{broke}", f"s:{unapproved}")
 
-        async def refused() -> bool:
-            return bool(node.status()["payments"]["refused"] == 2)
+            async def checked_again() -> bool:  # refused, and checked again with backoff
+                shown = refusals(node)
+                return all(job in shown and shown[job]["checks"] >= 3 for job in jobs)
 
-        await eventually(refused, what="both refused")
-        await settle(node, market.dep)
-        recent = {r["subscription"]: r for r in node.status()["payments"]["recent_refusals"]}
-        assert recent[f"s:{broke}"]["code"] == "consumer_underfunded"
-        assert f"holds 0 unlocked ETH, the payment is {MIN_ETH}" in recent[f"s:{broke}"]["reason"]
-        assert recent[f"s:{unapproved}"]["code"] == "consumer_allowance"
-        errors = await delivery_errors(node)
-        assert errors[f"s:{broke}"].startswith("skipped: Invalid payment: consumer wallet")
-        assert runner_calls(node) == [] and await node_nonce(market) == nonce
-        assert await deliveries(market.callback) == 0
+            await eventually(checked_again, what="both refused and checked again")
+            await settle(node, market.dep)
+            shown, status = refusals(node), node.status()["payments"]
+            assert shown[jobs[0]]["code"] == "consumer_underfunded"
+            assert f"holds 0 unlocked ETH, the payment is {MIN_ETH}" in shown[jobs[0]]["reason"]
+            assert shown[jobs[1]]["code"] == "consumer_allowance"
+            assert all(shown[job]["retrying"] for job in jobs)
+            # counted (and logged) once each, however often checked; nothing journaled
+            assert (status["refused"], status["waiting"]) == (2, 2)
+            assert await delivery_errors(node) == {}
+            assert runner_calls(node) == [] and await node_nonce(market) == nonce
+            assert await deliveries(market.callback) == 0
 
-        # once the wallet can pay, a new request is served
-        await market.fund(poor.address, ETH, MIN_ETH, market.callback.address)
-        await market.request("paid", MIN_ETH, ETH, wallet=poor.address)
-        await eventually(lambda: equals(deliveries(market.callback), 1))
+        # a restart finds both intervals not handled and checks them at once
+        async with paid_node(market, url, tmp_path) as node:
+            await eventually(lambda: is_true(node.status()["payments"]["waiting"] == 2))
+            # the consumer tops up: delivered in the same interval, the node paid
+            before = await market.balance(market.node_wallet, ETH)
+            await market.fund(poor.address, ETH, MIN_ETH, market.callback.address)
+            await eventually(lambda: deliveries_of(market, broke), what="topped up, delivered")
+            gained = await market.balance(market.node_wallet, ETH) - before
+            assert gained == MIN_ETH - protocol(MIN_ETH)
+            assert await market.balance(poor.address, ETH) == 0
+            # the owner approves: delivered too
+            approve = market.contract("Wallet", stingy.address).functions.approve
+            await market.send(approve(market.callback.address, ETH, MIN_ETH))
+            await eventually(lambda: deliveries_of(market, unapproved), what="approved, delivered")
+            await settle(node, market.dep)
+            shown, status = refusals(node), node.status()["payments"]
+            assert not any(shown[job]["retrying"] for job in jobs)
+            assert all(shown[job]["cleared_at"] for job in jobs)
+            assert status["waiting"] == 0
+            assert await delivery_errors(node) == {job: "confirmed: None" for job in jobs}
+            assert len(runner_calls(node)) == 2 and await node_nonce(market) == nonce + 2
 
 
 async def test_atomic_verifier_valid_pays_and_invalid_slashes_the_node(
@@ -435,23 +468,31 @@ async def test_atomic_verifier_valid_pays_and_invalid_slashes_the_node(
     async with prover_service() as (prover, url), paid_node(market, url, tmp_path) as node:
         wallet, consumer = market.node_wallet, market.consumer_wallet.address
         escrowed = amount - protocol(amount) - verifier_fee
-        # without stake in the node's Wallet the proof subscription is refused, nothing sent
+        # without stake in the node's Wallet the proof subscription waits, nothing computed
         refused, _ = await market.request(
             "prover", amount, token, verifier=atomic.address, inputs=b"good-proof"
         )
-        await eventually(lambda: is_true(node.status()["payments"]["refused"] == 1))
+        await eventually(lambda: is_true(node.status()["payments"]["waiting"] == 1))
         (refusal,) = node.status()["payments"]["recent_refusals"]
         assert (refusal["subscription"], refusal["code"]) == (f"s:{refused}", "node_stake")
-        assert prover.requests == []
+        assert refusal["retrying"] is True and prover.requests == []
+        # the provider deposits: delivered in the same interval, its stake locked and released
         await market.fund(wallet, token, 10 * amount)
-        # a "verifier" that reverts on every call (the Coordinator itself): refused, no crash
+        await eventually(lambda: deliveries_of(market, refused), what="staked, delivered")
+        await settle(node, market.dep)
+        assert refusals(node)[f"s:{refused}"]["retrying"] is False
+        assert node.status()["payments"]["waiting"] == 0
+        # a "verifier" that reverts on every call (the Coordinator itself): a rule refusal,
+        # skipped for good and never checked again, no crash
         hostile, _ = await market.request(
             "prover", amount, token, verifier=market.dep.coordinator.address
         )
         await eventually(lambda: is_true(node.status()["payments"]["refused"] == 2))
         refusal = node.status()["payments"]["recent_refusals"][0]
         assert (refusal["subscription"], refusal["code"]) == (f"s:{hostile}", "verifier_token")
-        assert prover.requests == []
+        assert refusal["retrying"] is False and len(prover.requests) == 1
+        errors = await delivery_errors(node)
+        assert errors[f"s:{hostile}"].startswith("skipped: Invalid payment: verifier")
 
         outcomes = {}
         for inputs, valid in ((b"good-proof", True), (b"forged", False)):
@@ -482,11 +523,13 @@ async def test_atomic_verifier_valid_pays_and_invalid_slashes_the_node(
 
         async def settled() -> bool:
             proofs = node.status()["payments"]["proofs"]
-            return bool(proofs["released"] == 1 and proofs["slashed"] == 1)
+            return bool(proofs["released"] == 2 and proofs["slashed"] == 1)
 
         await eventually(settled, what="proof outcomes recorded")
         recorded = {r.sub_id: r for r in await node.journal.proof_requests()}
-        assert {i: r.state for i, r in recorded.items()} == outcomes
+        assert {i: r.state for i, r in recorded.items()} == {refused: jr.PROOF_RELEASED, **outcomes}
+        shown = refusals(node)[f"s:{hostile}"]  # blocks and seconds later: never checked again
+        assert (shown["checks"], node.status()["payments"]["refused"]) == (1, 2)
         assert all(r.finalized_by == atomic.address for r in recorded.values())
         assert node.status()["payments"]["proofs"]["open_requests"] == []
 

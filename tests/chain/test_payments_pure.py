@@ -109,6 +109,35 @@ def test_proof_subscriptions_need_the_verifier_and_the_node_stake() -> None:
     assert payments.funds_refusal(sub, view(node=(True, 200, 10**9)), reserved=100) is None
 
 
+def test_only_funds_and_fees_are_transient_refusals() -> None:
+    """Balances, allowances and fees move while an interval is open; the rules do not."""
+    sub = make_sub(payment_amount=100, payment_token=TOKEN, wallet=WALLET, verifier=VERIFIER)
+    cases = {
+        "consumer_underfunded": view(consumer=(True, 99, 100)),
+        "consumer_allowance": view(consumer=(True, 100, 99)),
+        "node_stake": view(node=(True, 99, 10**9)),
+        "node_allowance": view(node=(True, 10**9, 99)),
+        "verifier_fee": view(verifier_fee=91),
+        "consumer_wallet_invalid": view(consumer=(False, 0, 0)),
+        "node_wallet_invalid": view(node=(False, 0, 0)),
+        "verifier_token": view(supported=False),
+    }
+    transient = set()
+    for expected, settlement in cases.items():
+        refusal = payments.funds_refusal(sub, settlement)
+        assert refusal is not None and refusal.code == expected
+        if refusal.transient:
+            transient.add(refusal.code)
+    assert transient == payments.TRANSIENT == set(list(cases)[:5])
+    a = container("a", {TOKEN: 300})
+    for terms in (
+        payments.terms_refusal(make_sub(payment_amount=1, payment_token=TOKEN), [a], WALLET),
+        payments.terms_refusal(make_sub(payment_amount=1, payment_token=OTHER), [a], WALLET),
+        payments.terms_refusal(make_sub(payment_amount=1), [a], None),
+    ):
+        assert terms is not None and not terms.transient
+
+
 def test_protocol_cut_rounds_down() -> None:
     assert payments.protocol_cut(1, 5000) == 1
     assert payments.protocol_cut(19, 500) == 1

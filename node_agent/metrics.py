@@ -45,6 +45,12 @@ BLOCK_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500)
 # Distinct container label values kept before series of containers gone are dropped between
 # scrapes (workloads served as containers come and go; each adds a label value).
 MAX_CONTAINER_SERIES = 256
+# Distinct payment tokens labelled before further ones count as "other": a container without
+# accepted_payments takes a subscription's payment in any token, so tokens are not bounded by
+# the config.
+MAX_TOKEN_SERIES = 32
+OTHER_TOKEN = "other"
+PROOF_OUTCOMES = ("released", "slashed")
 
 _HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5}
 _CHECK_VALUE = {"ok": 1.0, "degraded": 0.5}
@@ -138,7 +144,40 @@ class AgentMetrics(Recorder):
             registry=r,
             buckets=BLOCK_BUCKETS,
         )
+        # Payments. Amounts are uint256 base units (wei for ETH) as floats: exact to 2**53,
+        # then to about 16 significant digits, which a rate or a panel never needs beyond.
+        self.paid_deliveries = Counter(
+            "node_agent_chain_paid_deliveries",
+            "Confirmed deliveries of paid subscriptions, by payment token (0x00..00 is ETH)",
+            ("token",),
+            registry=r,
+        )
+        self.paid_amount = Counter(
+            "node_agent_chain_paid_amount",
+            "paymentAmount of confirmed paid deliveries in the token's base units (wei for "
+            "ETH), as a float; gross: the Coordinator keeps 2 x FEE of it, and with a verifier "
+            "it is held in escrow until the proof is released",
+            ("token",),
+            registry=r,
+        )
+        self.payment_refusals = Counter(
+            "node_agent_chain_payment_refusals",
+            "Paid deliveries refused before computing because the wallets could not settle "
+            "them, by reason code (as in /info chain.payments.recent_refusals)",
+            ("code",),
+            registry=r,
+        )
+        self.proof_outcomes = Counter(
+            "node_agent_chain_proof_outcomes",
+            "Proof requests of the node settled: released (stake back, payment paid) or "
+            "slashed (stake paid to the consumer)",
+            ("outcome",),
+            registry=r,
+        )
+        for outcome in PROOF_OUTCOMES:
+            self.proof_outcomes.labels(outcome)
         self._containers: set[str] = set()
+        self._tokens: set[str] = set()
 
     # --- Recorder --------------------------------------------------------------------------
 
@@ -166,7 +205,24 @@ class AgentMetrics(Recorder):
         if blocks is not None:
             self.delivery_blocks.observe(blocks)
 
+    def payment_delivered(self, token: str, amount: int) -> None:
+        label = self._token(token)
+        self.paid_deliveries.labels(label).inc()
+        self.paid_amount.labels(label).inc(float(amount))
+
+    def payment_refused(self, code: str) -> None:
+        self.payment_refusals.labels(code).inc()
+
+    def proof_settled(self, outcome: str) -> None:
+        self.proof_outcomes.labels(outcome).inc()
+
     # --- bounds ----------------------------------------------------------------------------
+
+    def _token(self, token: str) -> str:
+        if token not in self._tokens and len(self._tokens) >= MAX_TOKEN_SERIES:
+            return OTHER_TOKEN
+        self._tokens.add(token)
+        return token
 
     def _seen(self, container: str) -> None:
         if container in self._containers:
@@ -413,6 +469,54 @@ def _chain(out: _Families, status: Mapping[str, Any]) -> None:
             failures,
             {"loop": loop},
         )
+    payments = status.get("payments")
+    if isinstance(payments, Mapping):
+        _payments(out, payments)
+
+
+def _payments(out: _Families, payments: Mapping[str, Any]) -> None:
+    """/info's chain.payments: proof requests in flight and the balances the payment gate
+    last read (every 30 s; tokens no longer accepted are no longer read, so they vanish)."""
+    proofs = payments.get("proofs") or {}
+    for state in ("pending", "open"):
+        out.add(
+            "node_agent_chain_proof_requests",
+            "Proof requests whose stake is in play: pending (sent, not yet seen locked) and "
+            "open (locked until the verifier decides or the request expires)",
+            proofs.get(state),
+            {"state": state},
+        )
+    balances = payments.get("balances")
+    if not isinstance(balances, Mapping):
+        return
+    out.add(
+        "node_agent_chain_balances_read_timestamp_seconds",
+        "When the node key's gas and the payment Wallet's balances were last read (Unix "
+        "time); a failed read keeps the last values",
+        balances.get("read_at"),
+    )
+    out.add(
+        "node_agent_chain_gas_balance_wei",
+        "The node key's ETH, which pays the delivery transactions' gas (wei, as a float)",
+        _wei(balances.get("gas_wei")),
+    )
+    for token, held in sorted(dict(balances.get("wallet") or {}).items()):
+        for kind, help_text in (
+            ("unlocked", "free to pay proof stakes or be withdrawn"),
+            ("locked", "locked as stake for open proof requests"),
+        ):
+            out.add(
+                f"node_agent_chain_wallet_{kind}_balance",
+                f"The payment Wallet's funds {help_text}, by token (0x00..00 is ETH), in the "
+                "token's base units as a float",
+                _wei(held.get(f"{kind}_wei")),
+                {"token": token},
+            )
+
+
+def _wei(value: Any) -> float | None:
+    """A uint256 shown as a decimal string (None when its read failed)."""
+    return float(int(value)) if isinstance(value, str) and value.isdigit() else None
 
 
 def _gpus(out: _Families, snapshot: CapacitySnapshot, hostname: str | None) -> None:

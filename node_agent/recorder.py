@@ -33,5 +33,15 @@ class Recorder:
         """An on-chain delivery attempt ended in ``state`` (``node_agent.chain.journal``);
         ``blocks`` from the interval being found open to the delivery being mined, when known."""
 
+    def payment_delivered(self, token: str, amount: int) -> None:
+        """A delivery of a paid subscription was confirmed: ``amount`` (its paymentAmount, in
+        ``token``'s base units) left the consumer's Wallet for it."""
+
+    def payment_refused(self, code: str) -> None:
+        """A paid delivery was refused before computing (``payments.Refusal.code``)."""
+
+    def proof_settled(self, outcome: str) -> None:
+        """A proof request of the node's ended ``released`` or ``slashed``."""
+
 
 NO_RECORDER = Recorder()

@@ -124,8 +124,14 @@ def _hand_written() -> dict[str, Schema]:
                 },
                 "chain": {
                     "type": "object",
+                    "description": "The chain service's status when it runs; only enabled and "
+                    "address otherwise.",
                     "required": ["enabled", "address"],
-                    "properties": {"enabled": boolean, "address": string},
+                    "properties": {
+                        "enabled": boolean,
+                        "address": string,
+                        "payments": _ref("ChainPayments"),
+                    },
                 },
                 "services": {"type": "array", "items": {"type": "object"}},
                 "queues": {"type": "object"},
@@ -141,6 +147,7 @@ def _hand_written() -> dict[str, Schema]:
                 },
             },
         },
+        **_payment_schemas(),
         "Pull": {
             "type": "object",
             "required": ["image", "for", "started", "layers", "layers_done", "bytes"],
@@ -289,6 +296,122 @@ def _hand_written() -> dict[str, Schema]:
                 "log_tail_bytes": integer,
             },
         },
+    }
+
+
+def _payment_schemas() -> dict[str, Schema]:
+    """/info's ``chain.payments`` (node_agent.chain.service: the payment gate's status with the
+    proof tracker's). Token amounts are uint256 decimal strings: JSON numbers lose them."""
+    string, integer, number, boolean = _primitives()
+    address = {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}
+    maybe_address = _nullable(address)
+    amount = {"type": "string", "pattern": "^[0-9]+$"}
+    proof_states = ["pending", "open", "released", "slashed", "abandoned"]
+    proof = {
+        "type": "object",
+        "required": [
+            *("subscription", "id", "interval", "state", "token", "stake", "verifier"),
+            *("expiry", "finalized_by"),
+        ],
+        "properties": {
+            "subscription": {
+                **string,
+                "description": "'s:<id>', or 'd:<owner>:<nonce>' for a delegated subscription",
+            },
+            "id": {**_nullable(integer), "description": "null until a delegated one is created"},
+            "interval": integer,
+            "state": {"enum": proof_states},
+            "token": {**address, "description": "Lower case; the zero address is ETH."},
+            "stake": {**amount, "description": "paymentAmount locked in the node's Wallet."},
+            "verifier": address,
+            "expiry": {
+                **_nullable(integer),
+                "description": "Block time from which anyone may finalize in the node's favour.",
+            },
+            "finalized_by": maybe_address,
+        },
+    }
+    held = {
+        "type": "object",
+        "required": ["unlocked_wei", "locked_wei"],
+        "properties": {"unlocked_wei": _nullable(amount), "locked_wei": _nullable(amount)},
+        "description": "Base units of the token; null where the read failed.",
+    }
+    balances = {
+        "type": "object",
+        "description": "Read at connect and every 30 s; a failed read keeps the last one.",
+        "required": ["read_at", "gas_wei", "wallet"],
+        "properties": {
+            "read_at": {**number, "description": "Unix time of the read."},
+            "gas_wei": {**amount, "description": "The node key's ETH (pays gas)."},
+            "wallet": {
+                "type": "object",
+                "description": "The payment Wallet's funds by token (ETH as the zero address, "
+                "then every accepted token); empty without a valid payment_address.",
+                "propertyNames": address,
+                "additionalProperties": held,
+            },
+        },
+    }
+    return {
+        "ChainPayments": {
+            "type": "object",
+            "description": "Paid subscriptions: the node's payment Wallet, refusals and proof "
+            "requests.",
+            "required": [
+                *("payment_address", "payment_address_valid", "wallet_factory", "fee_contract"),
+                *("refused", "recent_refusals", "balances", "proofs"),
+            ],
+            "properties": {
+                "payment_address": {
+                    **maybe_address,
+                    "description": "chain.wallet.payment_address (checksummed); null: no "
+                    "payments taken.",
+                },
+                "payment_address_valid": {
+                    **_nullable(boolean),
+                    "description": "Made by the WalletFactory; null until checked.",
+                },
+                "wallet_factory": maybe_address,
+                "fee_contract": maybe_address,
+                "refused": {**integer, "description": "Paid deliveries refused since start."},
+                "recent_refusals": {
+                    "type": "array",
+                    "description": "Newest first, at most 50.",
+                    "items": _ref("PaymentRefusal"),
+                },
+                "balances": _nullable(balances),
+                "proofs": {
+                    "type": "object",
+                    "description": "Counts by state (the journal keeps the last 1000 final "
+                    "ones), the open requests and the last settled (20 each).",
+                    "required": [*proof_states, "open_requests", "recent"],
+                    "properties": {
+                        **{state: integer for state in proof_states},
+                        "open_requests": {"type": "array", "items": _ref("ProofRequest")},
+                        "recent": {"type": "array", "items": _ref("ProofRequest")},
+                    },
+                },
+            },
+        },
+        "PaymentRefusal": {
+            "type": "object",
+            "description": "A paid delivery refused before computing; no transaction was sent.",
+            "required": ["subscription", "interval", "code", "reason", "at"],
+            "properties": {
+                "subscription": string,
+                "interval": integer,
+                "code": {
+                    **string,
+                    "description": "Stable: consumer_wallet_invalid, consumer_underfunded, "
+                    "consumer_allowance, node_wallet_invalid, verifier_token, verifier_fee, "
+                    "node_stake, node_allowance.",
+                },
+                "reason": string,
+                "at": {**number, "description": "Unix time."},
+            },
+        },
+        "ProofRequest": proof,
     }
 
 

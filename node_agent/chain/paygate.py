@@ -26,6 +26,7 @@ from node_agent.chain.abi import Function
 from node_agent.chain.payments import Refusal, Settlement, WalletView, funds_refusal
 from node_agent.chain.rpc import Rpc
 from node_agent.chain.subscription import Subscription
+from node_agent.recorder import NO_RECORDER, Recorder
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +77,8 @@ def _decode(fn: Function, raw: Any) -> tuple[Any, ...] | None:
 class PaymentGate:
     """Admission of paid deliveries for one node key and one payment Wallet."""
 
-    def __init__(self, payment_address: str | None) -> None:
+    def __init__(self, payment_address: str | None, recorder: Recorder = NO_RECORDER) -> None:
+        self._recorder = recorder  # counts refusals as ``refused`` does
         self.payment_address = to_checksum_address(payment_address) if payment_address else None
         self.rpc: Rpc | None = None
         self.node: str | None = None
@@ -231,6 +233,7 @@ class PaymentGate:
             if entry is not None:  # another reason now: that entry's wait is over
                 entry["retrying"] = False
             self.refused += 1
+            self._recorder.payment_refused(refusal.code)
             entry = {
                 "subscription": job[0],
                 "interval": job[1],

@@ -30,6 +30,7 @@ from node_agent.chain.delivery import GasTooHigh, Sender
 from node_agent.chain.errors import Reverted
 from node_agent.chain.rpc import Rpc
 from node_agent.chain.subscription import Subscription
+from node_agent.recorder import NO_RECORDER, Recorder
 
 log = structlog.get_logger(__name__)
 
@@ -55,8 +56,10 @@ class ProofTracker:
         active: Callable[[Job], bool],
         head: Callable[[], tuple[int | None, int | None]],
         period: float,
+        recorder: Recorder = NO_RECORDER,
     ) -> None:
         self.journal = journal
+        self._recorder = recorder
         self._active = active  # a delivery of this job is being computed or sent right now
         self._head = head  # (block, block time) last seen by the scheduler
         self.period = period
@@ -231,7 +234,10 @@ class ProofTracker:
     async def _settled(self, row: jr.ProofRecord, event: dict[str, Any]) -> None:
         _active, by, valid = decode(["bool", "address", "bool"], bytes(event["data"]))
         state = jr.PROOF_RELEASED if valid else jr.PROOF_SLASHED
+        was = row.state
         row = await self._update(row, state=state, finalized_by=to_checksum_address(by))
+        if was in LIVE:
+            self._recorder.proof_settled(state)
         log.info(
             "proof_request_settled",
             sub=row.sub_key,

@@ -149,12 +149,15 @@ class ChainService:
             else ZERO_ADDRESS
         )
         # Paid subscriptions: the wallets checked before computing, proof stakes followed after.
-        self.payments = PaymentGate(wallet.payment_address if wallet is not None else None)
+        self.payments = PaymentGate(
+            wallet.payment_address if wallet is not None else None, recorder
+        )
         self.proofs = ProofTracker(
             self.journal,
             active=lambda job: job in self._inflight,
             head=lambda: (self.head, self.head_time),
             period=max(self.chain.snapshot_sync.sync_period, 1.0),
+            recorder=recorder,
         )
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -755,6 +758,11 @@ class ChainService:
         if state == jr.CONFIRMED and mined is not None and opened is not None:
             blocks = max(mined - opened, 0)
         self._recorder.delivery_finished(state, blocks)
+        if state == jr.CONFIRMED:  # a paid one: the Coordinator took its payment
+            d = self._delegated.get(key)
+            sub = self._subs.get(int(key[2:])) if key.startswith("s:") else d and d.sub
+            if sub and sub.pays:
+                self._recorder.payment_delivered(sub.payment_token, sub.payment_amount)
 
     async def _refresh(self, sub_id: int) -> None:
         assert self.coordinator is not None

@@ -2,7 +2,9 @@
 
 One daemon does everything a provider node does: an Infernet job over HTTP, an on-chain
 subscription delivered on anvil, heartbeats to a test orchestrator, GPUs behind the fake-NVML
-boundary (an H100 and an A100 split into two MIG slices). Its scrape must hold the histograms
+boundary (an H100 and an A100 split into two MIG slices), a payment Wallet made by ``node-agent
+wallet create``'s code (paid deliveries: tests/chain/test_paid_subscriptions.py). Its scrape must
+hold the histograms
 with observations, separate job and container-call counters, dcgm-exporter's GPU series with
 the MIG slices, and every metric name the bundled Grafana dashboard and alert rules use.
 """
@@ -26,7 +28,9 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from node_agent.chain import walletops
 from node_agent.chain.devnet import DEPLOYER_KEY, NODE_KEYS
+from node_agent.chain.wallet import NodeKey
 from node_agent.daemon import Daemon
 from tests.gpu.fake_nvml import FakeNvml, board
 from tests.grid.orchestrator import API_KEY, Orchestrator, running
@@ -42,6 +46,8 @@ H100 = "GPU-5c3a1e2f-8b7d-4c1a-9e21-0a1b2c3d4e5f"
 A100 = "GPU-a1000000-0000-4000-8000-000000000001"
 METRIC_NAME = re.compile(r"\b(?:node_agent_\w+|DCGM_FI_\w+)")
 Families = dict[str, Any]
+ETH = "0x" + "00" * 20
+WALLET_WEI = 5 * 10**17
 
 
 async def scrape(http: aiohttp.ClientSession, base: str) -> Families:
@@ -114,6 +120,7 @@ async def test_real_agent_metrics_after_a_job_and_a_delivery(
         running(Orchestrator(heartbeat_interval=0.2)) as orchestrator,
     ):
         raw = node_config(net, service_url, tmp_path / "state", orchestrator.url)
+        raw["chain"]["wallet"]["payment_address"] = await payment_wallet(net, raw)
         daemon = Daemon(
             make_config(raw), tmp_path / "state", provider_options={"nvml_library": nvml}
         )
@@ -125,6 +132,16 @@ async def test_real_agent_metrics_after_a_job_and_a_delivery(
                 await check_scrape(http, base, net, consumer, nvml)
         finally:
             await daemon.stop()
+
+
+async def payment_wallet(net: Devnet, raw: dict[str, Any]) -> str:
+    """The node's payment Wallet (ETH only: no container asks for payment), holding 0.5 ETH."""
+    config = make_config(raw)
+    key = NodeKey(Account.from_key(NODE_KEYS[0]))
+    created = await walletops.create(config, key, walletops.tokens(config, []), force=False)
+    wallet = str(created["payment_address"])
+    await net.w3.provider.make_request("anvil_setBalance", [wallet, hex(WALLET_WEI)])  # type: ignore[arg-type]
+    return wallet
 
 
 async def check_scrape(
@@ -169,6 +186,11 @@ async def check_scrape(
         return "node_agent_gpu_last_xid_timestamp_seconds" in await scrape(http, base)
 
     await eventually(xid_seen, what="XID in /metrics")
+
+    async def balances_read() -> bool:  # at connect, then every 30 s
+        return "node_agent_chain_wallet_unlocked_balance" in await scrape(http, base)
+
+    await eventually(balances_read, what="payment Wallet in /metrics")
     families = await scrape(http, base)
 
     # Jobs and container calls are separate series; no "job" container any more.
@@ -199,6 +221,13 @@ async def check_scrape(
     assert value(families, "node_agent_grid_heartbeats_total") >= 1
     assert value(families, "node_agent_health_check", check="chain") == 1
     assert value(families, "node_agent_queue_capacity", container="echo") >= 0
+    # Payments: the Wallet and the key's gas as read; no proof request, none refused or paid.
+    assert value(families, "node_agent_chain_wallet_unlocked_balance", token=ETH) == WALLET_WEI
+    assert value(families, "node_agent_chain_wallet_locked_balance", token=ETH) == 0
+    assert 0 < value(families, "node_agent_chain_gas_balance_wei") <= 10**20
+    assert value(families, "node_agent_chain_proof_requests", state="open") == 0
+    assert value(families, "node_agent_chain_proof_outcomes_total", outcome="released") == 0
+    assert families["node_agent_chain_payment_refusals"].samples == []
 
     # GPUs: the node's own series and dcgm-exporter's, the MIG slices with their labels.
     assert value(families, "node_agent_gpus") == 2

@@ -32,11 +32,14 @@ from chain_support import (
     settle,
 )
 from eth_account import Account
+from jsonschema import Draft202012Validator
+from prometheus_client.parser import text_string_to_metric_families
 from test_agent_processes import funded_agent, http_client
 from test_daemon_chain import ChainIdOnly
 from web3.logs import DISCARD
 
 from node_agent import cli
+from node_agent.api import openapi
 from node_agent.chain import journal as jr
 from node_agent.chain import walletops
 from node_agent.chain.devnet import Anvil
@@ -459,12 +462,7 @@ async def test_atomic_verifier_valid_pays_and_invalid_slashes_the_node(
     market: Market, tmp_path: Path
 ) -> None:
     token, atomic, amount, verifier_fee = market.token.address, market.atomic, 20_000, 1_000
-    for fn in (
-        atomic.functions.setTokenFee(token, True, verifier_fee),
-        atomic.functions.setFeeWallet(VERIFIER_WALLET),
-        atomic.functions.setProofAccepted(market.dep.chain.w3.keccak(b"good-proof"), True),
-    ):
-        await market.dep.chain.call_fn(fn)
+    await accept_good_proofs(market, verifier_fee)
     async with prover_service() as (prover, url), paid_node(market, url, tmp_path) as node:
         wallet, consumer = market.node_wallet, market.consumer_wallet.address
         escrowed = amount - protocol(amount) - verifier_fee
@@ -776,3 +774,110 @@ async def test_kill_9_between_paid_broadcast_and_receipt_never_delivers_or_locks
             assert await market.locked(wallet, token) == amount  # locked once, not twice
             record = await consumer.functions.getDelivery(1, 1).call()
             assert record[4] == b"proof-bytes"
+
+
+# --- /metrics and /info of a real agent taking payments --------------------------------------
+
+
+async def accept_good_proofs(market: Market, fee: int) -> None:
+    """The atomic example verifier takes ``fee`` in the token and accepts b"good-proof"."""
+    atomic, token = market.atomic.functions, market.token.address
+    for fn in (
+        atomic.setTokenFee(token, True, fee),
+        atomic.setFeeWallet(VERIFIER_WALLET),
+        atomic.setProofAccepted(market.dep.chain.w3.keccak(b"good-proof"), True),
+    ):
+        await market.dep.chain.call_fn(fn)
+
+
+PAYMENT_SERIES = tuple(
+    f"node_agent_chain_{part}_"
+    for part in ("paid", "payment", "proof", "wallet", "gas", "balances")
+)
+
+
+async def paid_series(http: aiohttp.ClientSession, base: str) -> dict[tuple[str, str], float]:
+    """The payment samples of one scrape, parsed as Prometheus parses it: (name, label) ->
+    value, the label being the token, code, outcome or state ("" for none)."""
+    async with http.get(f"{base}/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    found: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith(PAYMENT_SERIES):
+                (label,) = sample.labels.values() or ("",)
+                found[(sample.name, label)] = sample.value
+    return found
+
+
+async def test_paid_deliveries_refusals_proofs_and_wallet_in_metrics_and_info(
+    market: Market, tmp_path: Path
+) -> None:
+    token, atomic, stake, verifier_fee = market.token.address, market.atomic, 20_000, 1_000
+    await accept_good_proofs(market, verifier_fee)
+    poor = await market.new_wallet()
+    async with prover_service() as (_, url):
+        wallet = await create_node_wallet(market, url, tmp_path)
+        await market.fund(wallet, token, 10 * stake)
+        raw = raw_config(market, url, tmp_path / "state", wallet)
+        async with (
+            running_agent(raw, tmp_path) as (daemon, base),
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+        ):
+            await eventually(lambda: chain_ready(http, base), what="chain ready in /info")
+            before = await paid_series(http, base)
+            assert before[("node_agent_chain_proof_outcomes_total", "released")] == 0
+            assert before[("node_agent_chain_proof_requests", "open")] == 0
+            assert not any(name == "node_agent_chain_paid_deliveries_total" for name, _ in before)
+
+            paid_eth, _ = await market.request("paid", 10**16, ETH)
+            proven, _ = await market.request(
+                "prover", stake, token, verifier=atomic.address, inputs=b"good-proof"
+            )
+            await market.request("paid", MIN_ETH, ETH, wallet=poor.address)  # cannot pay
+
+            async def all_seen() -> bool:
+                series = await paid_series(http, base)
+                return (
+                    series.get(("node_agent_chain_paid_deliveries_total", token)) == 1
+                    and series.get(("node_agent_chain_paid_deliveries_total", ETH)) == 1
+                    and series.get(("node_agent_chain_proof_outcomes_total", "released")) == 1
+                    and ("node_agent_chain_payment_refusals_total", "consumer_underfunded")
+                    in series
+                )
+
+            await eventually(all_seen, what="paid deliveries, refusal and proof in /metrics")
+            assert await deliveries_of(market, paid_eth) and await deliveries_of(market, proven)
+            await daemon.chain.payments.refresh_balances([ETH, token])  # read every 30 s
+            series = await paid_series(http, base)
+            assert series[("node_agent_chain_paid_amount_total", ETH)] == 10**16  # gross
+            assert series[("node_agent_chain_paid_amount_total", token)] == stake
+            # once, however often the delivery waiting on it is checked again
+            assert series[("node_agent_chain_payment_refusals_total", "consumer_underfunded")] == 1
+            assert series[("node_agent_chain_proof_outcomes_total", "slashed")] == 0
+            assert series[("node_agent_chain_proof_requests", "open")] == 0
+            escrowed = stake - protocol(stake) - verifier_fee
+            assert series[("node_agent_chain_wallet_unlocked_balance", ETH)] == (
+                10**16 - protocol(10**16)
+            )
+            assert (
+                series[("node_agent_chain_wallet_unlocked_balance", token)] == 10 * stake + escrowed
+            )
+            assert series[("node_agent_chain_wallet_locked_balance", token)] == 0
+            assert series[("node_agent_chain_gas_balance_wei", "")] == float(
+                await market.balance(NODE, ETH)
+            )
+            assert series[("node_agent_chain_balances_read_timestamp_seconds", "")] > 0
+
+            # /info's chain.payments as the OpenAPI document describes it
+            async with http.get(f"{base}/info") as response:
+                payments = (await response.json())["chain"]["payments"]
+            schema = {"$ref": "#/components/schemas/ChainPayments", **openapi.build()}
+            errors = [e.message for e in Draft202012Validator(schema).iter_errors(payments)]
+            assert not errors, (errors[:3], payments)
+            assert payments["balances"]["wallet"][token]["unlocked_wei"] == str(
+                10 * stake + escrowed
+            )
+            (released,) = payments["proofs"]["recent"]
+            assert (released["id"], released["state"]) == (proven, "released")

@@ -36,6 +36,8 @@ def test_rules_pass_promtool_check() -> None:
         "NodeAgentChainLagging",
         "NodeAgentDeliveriesFailing",
         "NodeAgentOrchestratorUnreachable",
+        "NodeAgentPaymentsRefusedNodeWallet",
+        "NodeAgentGasRunningOut",
     } <= set(alert_names())
 
 

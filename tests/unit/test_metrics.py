@@ -173,6 +173,90 @@ def test_chain_grid_health_and_delivery_series() -> None:
     assert values(families["node_agent_chain_ready"]) == {(): 0}
 
 
+ETH = "0x" + "00" * 20
+TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+
+def payments(wallet: dict[str, Any], balances: bool = True) -> dict[str, Any]:
+    """/info's chain.payments as the service builds it (the fields metrics read)."""
+    return {
+        "refused": 1,
+        "balances": {"read_at": 1_700_000_000.5, "gas_wei": str(3 * 10**18), "wallet": wallet}
+        if balances
+        else None,
+        "proofs": {"pending": 1, "open": 2, "released": 7, "slashed": 1, "abandoned": 0},
+    }
+
+
+def test_payment_series_events_and_wallet_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    wallet = {
+        ETH: {"unlocked_wei": str(10**18 + 1), "locked_wei": "0"},
+        TOKEN: {"unlocked_wei": "4000", "locked_wei": None},  # that read failed
+    }
+    reading = NodeReading(chain={"ready": True, "payments": payments(wallet)})
+    metrics = AgentMetrics(lambda: reading)
+    families = scrape(metrics)
+    # Declared before the first event; the proof outcomes start at 0 so increase() sees the first.
+    for name in ("paid_deliveries", "paid_amount", "payment_refusals"):
+        assert families[f"node_agent_chain_{name}"].samples == []
+    outcomes = families["node_agent_chain_proof_outcomes"]
+    assert values(outcomes, "_total", "outcome") == {("released",): 0, ("slashed",): 0}
+
+    metrics.payment_delivered(ETH, 10**16)
+    metrics.payment_delivered(ETH, 10**16)
+    metrics.payment_delivered(TOKEN, 5_000)
+    metrics.payment_refused("consumer_underfunded")
+    metrics.proof_settled("slashed")
+    families = scrape(metrics)
+    assert values(families["node_agent_chain_paid_deliveries"], "_total", "token") == {
+        (ETH,): 2,
+        (TOKEN,): 1,
+    }
+    assert values(families["node_agent_chain_paid_amount"], "_total", "token") == {
+        (ETH,): 2 * 10**16,
+        (TOKEN,): 5_000,
+    }
+    refusals = families["node_agent_chain_payment_refusals"]
+    assert values(refusals, "_total", "code") == {("consumer_underfunded",): 1}
+    assert values(families["node_agent_chain_proof_outcomes"], "_total", "outcome") == {
+        ("released",): 0,
+        ("slashed",): 1,
+    }
+    assert values(families["node_agent_chain_proof_requests"], "", "state") == {
+        ("pending",): 1,
+        ("open",): 2,
+    }
+    assert values(families["node_agent_chain_gas_balance_wei"]) == {(): 3e18}
+    assert values(families["node_agent_chain_balances_read_timestamp_seconds"]) == {
+        (): 1_700_000_000.5
+    }
+    assert values(families["node_agent_chain_wallet_unlocked_balance"], "", "token") == {
+        (ETH,): float(10**18 + 1),
+        (TOKEN,): 4000,
+    }
+    # A failed read is left out, not reported as 0.
+    assert values(families["node_agent_chain_wallet_locked_balance"], "", "token") == {(ETH,): 0}
+
+    # A token no longer read (the config changed) vanishes; no balances read yet: none shown.
+    reading = NodeReading(chain={"ready": True, "payments": payments({ETH: wallet[ETH]})})
+    families = scrape(metrics)
+    assert set(values(families["node_agent_chain_wallet_unlocked_balance"], "", "token")) == {
+        (ETH,)
+    }
+    reading = NodeReading(chain={"ready": True, "payments": payments({}, balances=False)})
+    families = scrape(metrics)
+    assert "node_agent_chain_gas_balance_wei" not in families
+    assert "node_agent_chain_wallet_unlocked_balance" not in families
+    assert values(families["node_agent_chain_proof_requests"], "", "state")[("open",)] == 2
+
+    # Tokens beyond the cap are counted under "other" (any token pays a free container).
+    monkeypatch.setattr(metrics_module, "MAX_TOKEN_SERIES", 3)
+    for n in range(5):
+        metrics.payment_delivered(f"0x{n:040x}", 1)
+    paid = values(scrape(metrics)["node_agent_chain_paid_deliveries"], "_total", "token")
+    assert paid == {(ETH,): 3, (TOKEN,): 1, ("0x" + "0" * 39 + "1",): 1, ("other",): 3}
+
+
 def test_openmetrics_when_the_scraper_asks_for_it() -> None:
     metrics = AgentMetrics(lambda: NodeReading(jobs_finished={"success": 1}))
     metrics.job_finished("success", 0.2)

@@ -486,6 +486,12 @@ def _payments(out: _Families, payments: Mapping[str, Any]) -> None:
             proofs.get(state),
             {"state": state},
         )
+    out.add(
+        "node_agent_chain_payments_waiting",
+        "Paid deliveries refused for a transient reason (funds, allowance, fee), checked again "
+        "while their interval is open",
+        payments.get("waiting"),
+    )
     balances = payments.get("balances")
     if not isinstance(balances, Mapping):
         return

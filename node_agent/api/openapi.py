@@ -360,7 +360,7 @@ def _payment_schemas() -> dict[str, Schema]:
             "requests.",
             "required": [
                 *("payment_address", "payment_address_valid", "wallet_factory", "fee_contract"),
-                *("refused", "recent_refusals", "balances", "proofs"),
+                *("refused", "waiting", "recent_refusals", "balances", "proofs"),
             ],
             "properties": {
                 "payment_address": {
@@ -374,7 +374,16 @@ def _payment_schemas() -> dict[str, Schema]:
                 },
                 "wallet_factory": maybe_address,
                 "fee_contract": maybe_address,
-                "refused": {**integer, "description": "Paid deliveries refused since start."},
+                "refused": {
+                    **integer,
+                    "description": "Refusals since start, once per delivery and reason however "
+                    "often it is checked again.",
+                },
+                "waiting": {
+                    **integer,
+                    "description": "Deliveries refused for now (a transient reason), checked "
+                    "again while their interval is open.",
+                },
                 "recent_refusals": {
                     "type": "array",
                     "description": "Newest first, at most 50.",
@@ -397,7 +406,10 @@ def _payment_schemas() -> dict[str, Schema]:
         "PaymentRefusal": {
             "type": "object",
             "description": "A paid delivery refused before computing; no transaction was sent.",
-            "required": ["subscription", "interval", "code", "reason", "at"],
+            "required": [
+                *("subscription", "interval", "code", "reason", "retrying", "checks", "at"),
+                "checked_at",
+            ],
             "properties": {
                 "subscription": string,
                 "interval": integer,
@@ -407,8 +419,19 @@ def _payment_schemas() -> dict[str, Schema]:
                     "consumer_allowance, node_wallet_invalid, verifier_token, verifier_fee, "
                     "node_stake, node_allowance.",
                 },
-                "reason": string,
-                "at": {**number, "description": "Unix time."},
+                "reason": {**string, "description": "As of the last check."},
+                "retrying": {
+                    **boolean,
+                    "description": "A transient reason: checked again with the next block, "
+                    "then with backoff, while the interval is open.",
+                },
+                "checks": integer,
+                "at": {**number, "description": "Unix time of the first refusal."},
+                "checked_at": {**number, "description": "Unix time of the last check."},
+                "cleared_at": {
+                    **number,
+                    "description": "Unix time a later check passed (the delivery went ahead).",
+                },
             },
         },
         "ProofRequest": proof,

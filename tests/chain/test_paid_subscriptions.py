@@ -792,7 +792,7 @@ async def accept_good_proofs(market: Market, fee: int) -> None:
 
 PAYMENT_SERIES = tuple(
     f"node_agent_chain_{part}_"
-    for part in ("paid", "payment", "proof", "wallet", "gas", "balances")
+    for part in ("paid", "payment", "payments", "proof", "wallet", "gas", "balances")
 )
 
 
@@ -873,11 +873,18 @@ async def test_paid_deliveries_refusals_proofs_and_wallet_in_metrics_and_info(
             # /info's chain.payments as the OpenAPI document describes it
             async with http.get(f"{base}/info") as response:
                 payments = (await response.json())["chain"]["payments"]
-            schema = {"$ref": "#/components/schemas/ChainPayments", **openapi.build()}
+            # closed here (open for clients): the node sends no field the document leaves out
+            doc = openapi.build()
+            for name in ("ChainPayments", "PaymentRefusal", "ProofRequest"):
+                doc["components"]["schemas"][name]["additionalProperties"] = False
+            schema = {"$ref": "#/components/schemas/ChainPayments", **doc}
             errors = [e.message for e in Draft202012Validator(schema).iter_errors(payments)]
             assert not errors, (errors[:3], payments)
             assert payments["balances"]["wallet"][token]["unlocked_wei"] == str(
                 10 * stake + escrowed
             )
+            (refusal,) = payments["recent_refusals"]
+            assert (refusal["code"], refusal["retrying"]) == ("consumer_underfunded", True)
+            assert series[("node_agent_chain_payments_waiting", "")] == payments["waiting"] == 1
             (released,) = payments["proofs"]["recent"]
             assert (released["id"], released["state"]) == (proven, "released")

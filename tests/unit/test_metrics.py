@@ -181,6 +181,7 @@ def payments(wallet: dict[str, Any], balances: bool = True) -> dict[str, Any]:
     """/info's chain.payments as the service builds it (the fields metrics read)."""
     return {
         "refused": 1,
+        "waiting": 3,
         "balances": {"read_at": 1_700_000_000.5, "gas_wei": str(3 * 10**18), "wallet": wallet}
         if balances
         else None,
@@ -227,6 +228,7 @@ def test_payment_series_events_and_wallet_snapshot(monkeypatch: pytest.MonkeyPat
         ("open",): 2,
     }
     assert values(families["node_agent_chain_gas_balance_wei"]) == {(): 3e18}
+    assert values(families["node_agent_chain_payments_waiting"]) == {(): 3}
     assert values(families["node_agent_chain_balances_read_timestamp_seconds"]) == {
         (): 1_700_000_000.5
     }

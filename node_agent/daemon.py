@@ -37,6 +37,7 @@ from node_agent.jobs.pipeline import Pipeline
 from node_agent.jobs.service import JobService
 from node_agent.jobs.store import JobStore
 from node_agent.logging import set_log_level
+from node_agent.looplag import LoopLagMonitor
 from node_agent.provider import ProviderServices
 from node_agent.pulls import PullBoard
 from node_agent.reload import (
@@ -136,6 +137,8 @@ class Daemon:
         self.ctx.health_checks["jobs"] = self._jobs_health
         self.ctx.health_checks["containers"] = self._containers_health
         self.ctx.info_sections["pulls"] = self.pulls.snapshot
+        self.loop_lag = LoopLagMonitor(self.provider.metrics)
+        self.ctx.info_sections["event_loop"] = self.loop_lag.status
         self.provider.attach(self.ctx, self.jobs, self.manager)
         self.workloads = self._workload_node()
         if self.workloads is not None:
@@ -150,6 +153,7 @@ class Daemon:
         await self.jobs.recover(config.jobs.on_restart)
         await self._serve(create_server(self.ctx))
         self.tasks.spawn(self._bring_up_containers(), name="containers-start")
+        self.tasks.spawn(self.loop_lag.run(self.stopping), name="loop-lag")
         if self.status_page is not None:
             self.tasks.spawn(self.status_page.run(self.stopping), name="ui-sampler")
         self.tasks.spawn(

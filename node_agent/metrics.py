@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 RPC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
 BLOCK_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500)
 # Distinct container label values kept before series of containers gone are dropped between
 # scrapes (workloads served as containers come and go; each adds a label value).
@@ -176,6 +177,13 @@ class AgentMetrics(Recorder):
         )
         for outcome in PROOF_OUTCOMES:
             self.proof_outcomes.labels(outcome)
+        self.loop_lag = Histogram(
+            "node_agent_event_loop_lag_seconds",
+            "How late the event loop ran a timer (sampled every 20 ms): the wait any request, "
+            "container call or delivery ready at that moment had",
+            registry=r,
+            buckets=LAG_BUCKETS,
+        )
         self._containers: set[str] = set()
         self._tokens: set[str] = set()
 
@@ -215,6 +223,9 @@ class AgentMetrics(Recorder):
 
     def proof_settled(self, outcome: str) -> None:
         self.proof_outcomes.labels(outcome).inc()
+
+    def loop_lagged(self, seconds: float) -> None:
+        self.loop_lag.observe(seconds)
 
     # --- bounds ----------------------------------------------------------------------------
 

@@ -43,5 +43,8 @@ class Recorder:
     def proof_settled(self, outcome: str) -> None:
         """A proof request of the node's ended ``released`` or ``slashed``."""
 
+    def loop_lagged(self, seconds: float) -> None:
+        """The event loop ran a timer ``seconds`` late (``node_agent.looplag``)."""
+
 
 NO_RECORDER = Recorder()

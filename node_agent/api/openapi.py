@@ -136,6 +136,17 @@ def _hand_written() -> dict[str, Schema]:
                 "services": {"type": "array", "items": {"type": "object"}},
                 "queues": {"type": "object"},
                 "health": {"type": "object"},
+                "event_loop": {
+                    "type": "object",
+                    "description": "How late the event loop ran a timer sampled every 20 ms, "
+                    "in ms: a step holding the loop delays every request at once.",
+                    "required": ["worst_last_minute_ms", "worst_ever_ms", "samples"],
+                    "properties": {
+                        "worst_last_minute_ms": number,
+                        "worst_ever_ms": number,
+                        "samples": integer,
+                    },
+                },
                 "pulls": {
                     "type": "object",
                     "description": "Image pulls in flight and the last few finished.",

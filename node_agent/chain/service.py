@@ -474,6 +474,8 @@ class ChainService:
             self._full.pop(sub_id, None)
         await self.journal.drop_subscriptions(dropped)
         for sub_id in dropped:
+            if self.sender is not None:
+                await self.sender.budget.turn()  # hundreds at once after a burst's last block
             log.info("subscription_untracked", id=sub_id, reason=reason)
 
     def _delivered_last(self, sub_id: int, interval: int) -> bool:
@@ -523,6 +525,7 @@ class ChainService:
                     for (key, interval), txs in pending.items():
                         final = finals.get((key, interval))
                         if final is not None:  # journaled by confirm()
+                            await self.sender.budget.turn()  # a block may confirm hundreds
                             state, mined = final
                             if key.startswith(FINALIZE_PREFIX):  # a proof finalization
                                 log.info("proof_finalize_final", id=key[2:], state=state)

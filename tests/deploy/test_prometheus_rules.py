@@ -38,6 +38,7 @@ def test_rules_pass_promtool_check() -> None:
         "NodeAgentOrchestratorUnreachable",
         "NodeAgentPaymentsRefusedNodeWallet",
         "NodeAgentGasRunningOut",
+        "NodeAgentEventLoopStalled",
     } <= set(alert_names())
 
 

@@ -42,6 +42,7 @@ from typing import Any
 
 import aiohttp
 from eth_account import Account
+from prometheus_client.parser import text_string_to_metric_families
 from web3 import Web3
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -427,6 +428,34 @@ async def burst_run(count: int, paid_share: float, gas_limit: int | None) -> dic
     return report
 
 
+async def loop_lag_buckets(http: aiohttp.ClientSession, base: str) -> dict[float, float]:
+    """The agent's event-loop lag histogram from /metrics: upper bound -> cumulative count."""
+    async with http.get(f"{base}/metrics") as response:
+        text = await response.text()
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "node_agent_event_loop_lag_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    buckets[float(sample.labels["le"])] = sample.value
+    return buckets
+
+
+def loop_lag_report(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """Lag samples taken during the burst (every 20 ms) and how many ran late by more than
+    each bound: the agent's own stalls, apart from the OS scheduling every process shares."""
+    delta = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in after}
+    total = delta.get(float("inf"), 0.0)
+    return {
+        "samples": int(total),
+        **{
+            f"over_{int(le * 1000)}ms": int(total - delta[le])
+            for le in (0.005, 0.01, 0.025, 0.05, 0.1)
+            if le in delta
+        },
+    }
+
+
 async def measure(
     chain: Chain,
     http: aiohttp.ClientSession,
@@ -455,6 +484,7 @@ async def measure(
         idle_until = time.time()
         await chain.rpc("evm_setNextBlockTimestamp", opening_time - 2)
         before = (await chain_info(http, base)).get("rpc_calls_by_method", {})
+        lag_before = await loop_lag_buckets(http, base)
 
         async def opened() -> int | None:
             block = await chain.block()
@@ -478,6 +508,11 @@ async def measure(
         with suppress(TimeoutError):
             await wait_until(all_sent, 180, "every tracked subscription delivered", every=0.2)
         delivered_at = time.time()
+        lag = loop_lag_report(lag_before, await loop_lag_buckets(http, base))
+        async with http.get(f"{base}/info") as response:
+            lag["worst_ms"] = (
+                (await response.json()).get("event_loop", {}).get("worst_last_minute_ms")
+            )
         cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items()}
 
         async def settled() -> dict[str, Any] | None:
@@ -553,6 +588,8 @@ async def measure(
             "send_batches": sending.get("send_batches"),
             **{name: int(sending.get(name, 0)) for name in COUNTS if name != "sent"},
         },
+        # the agent's own event loop during the burst (its timer sampled every 20 ms)
+        "event_loop_lag": lag,
         "api": {
             # when the slow answers came, in seconds from the opening block (what held them)
             "over_10ms_at_s": [
@@ -630,3 +667,12 @@ def print_burst(burst: dict[str, Any]) -> None:
                 f"  API {route:<7} n={s['n']:5d} p50 {s['p50_ms']:6.2f} ms  p99 {s['p99_ms']:6.2f}"
                 f" ms  max {s['max_ms']:7.2f} ms  errors {s['errors']}"
             )
+    lag = burst.get("event_loop_lag") or {}
+    if lag:
+        over = ", ".join(
+            f"{k.removeprefix('over_')} {v}" for k, v in lag.items() if k[:5] == "over_"
+        )
+        print(
+            f"  agent event loop: {lag.get('samples')} lag samples during the burst, late by more"
+            f" than: {over}; worst {lag.get('worst_ms')} ms"
+        )

@@ -6,7 +6,7 @@ import {Subscription, SubscriptionStatus, InboxItem} from "../src/Types.sol";
 import {IInbox} from "../src/interfaces/IInbox.sol";
 import {BaseConsumer} from "../src/consumer/BaseConsumer.sol";
 import {Allowlist} from "../src/pattern/Allowlist.sol";
-import {DeliveryRecorder} from "../src/examples/DeliveryRecorder.sol";
+import {ExampleOwned} from "../src/examples/ExampleOwned.sol";
 import {ExampleAllowlistConsumer} from "../src/examples/ExampleAllowlistConsumer.sol";
 
 /// @notice Inbox, Reader, Registry, consumer bases and patterns.
@@ -137,18 +137,18 @@ contract PeripheryTest is Fixture {
         recurring.setContainerInputs(hex"01");
         vm.assertEq(recurring.getContainerInputs(1, 1, T0, NODE_1), hex"01", "updated inputs");
         vm.prank(NODE_1);
-        vm.expectRevert(DeliveryRecorder.NotOwner.selector);
+        vm.expectRevert(ExampleOwned.NotOwner.selector);
         recurring.setContainerInputs(hex"02");
         uint32 subId = recurring.createSubscription("a", 3, 10, 1, false);
         vm.prank(NODE_1);
-        vm.expectRevert(DeliveryRecorder.NotOwner.selector);
+        vm.expectRevert(ExampleOwned.NotOwner.selector);
         recurring.cancelSubscription(subId);
     }
 
     function test_Delegator_GetAndRotateSigner() public {
         vm.assertEq(delegator.getSigner(), signer, "initial signer");
         vm.prank(NODE_1);
-        vm.expectRevert(DeliveryRecorder.NotOwner.selector);
+        vm.expectRevert(ExampleOwned.NotOwner.selector);
         delegator.setSigner(NODE_1);
         delegator.setSigner(NODE_2);
         vm.assertEq(delegator.getSigner(), NODE_2, "rotated");

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {ExampleOwned} from "./ExampleOwned.sol";
+
 /// @title DeliveryRecorder
-/// @notice Example-consumer helper: keeps the last delivery per (subscription, interval) and an owner,
-/// so demos and tests can read back what a node delivered.
-abstract contract DeliveryRecorder {
+/// @notice Example-consumer helper: keeps the last delivery per (subscription, interval) and (through
+/// `ExampleOwned`) an owner, so demos and tests can read back what a node delivered.
+abstract contract DeliveryRecorder is ExampleOwned {
     struct Delivery {
         address node;
         uint16 redundancy;
@@ -15,27 +17,15 @@ abstract contract DeliveryRecorder {
         uint256 index;
     }
 
-    error NotOwner();
-
     event OutputReceived(
         uint32 indexed subscriptionId, uint32 indexed interval, address indexed node, uint16 redundancy
     );
 
-    address public immutable owner;
     /// @notice Total deliveries received (all subscriptions, all intervals).
     uint256 public deliveryCount;
     /// @notice Highest interval delivered per subscription.
     mapping(uint32 => uint32) public lastInterval;
     mapping(uint32 => mapping(uint32 => Delivery)) private _deliveries;
-
-    constructor() {
-        owner = msg.sender;
-    }
-
-    modifier onlyOwner() {
-        if (msg.sender != owner) revert NotOwner();
-        _;
-    }
 
     /// @notice Last delivery for (subscriptionId, interval); node is 0 if none.
     function getDelivery(uint32 subscriptionId, uint32 interval) external view returns (Delivery memory) {

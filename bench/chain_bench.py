@@ -18,6 +18,7 @@ not a container. The burst runs the real agent against an echo service in its ow
 
     .venv/bin/python bench/chain_bench.py [--subscriptions 10000] [--small 100] [--burst 1000]
     .venv/bin/python bench/chain_bench.py --only burst          # the burst alone (~2 minutes)
+    .venv/bin/python bench/chain_bench.py --only burst --consumer lean [--gas-limit N]
     .venv/bin/python bench/chain_bench.py --quick               # small sizes (the test runs this)
 
 Prints the numbers and the targets, and writes bench/results/chain-<UTC time>.json (and
@@ -338,7 +339,9 @@ async def main(args: argparse.Namespace, only: list[str]) -> dict[str, Any]:
     if "latency" in only:
         report["latency"] = await latency_run(args.intervals, args.period)
     if "burst" in only:
-        report["burst"] = await chain_burst.burst_run(args.burst, args.paid_share, args.gas_limit)
+        report["burst"] = await chain_burst.burst_run(
+            args.burst, args.paid_share, args.gas_limit, args.consumer
+        )
     return report
 
 
@@ -374,6 +377,13 @@ if __name__ == "__main__":
     parser.add_argument("--paid-share", type=float, default=0.5, help="of the burst, paid")
     parser.add_argument(
         "--gas-limit", type=int, default=None, help="anvil's block gas limit for the burst"
+    )
+    parser.add_argument(
+        "--consumer",
+        choices=sorted(chain_burst.CONSUMERS),
+        default="recording",
+        help="the burst's consumer: recording stores every delivery (~250k gas each, the"
+        " default, as in earlier results), lean only emits the output's hash",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     parser.add_argument("--results-dir", default=str(loadgen.RESULTS_DIR))

@@ -1,7 +1,12 @@
 """Burst delivery (issue 14): N subscriptions whose interval opens in the same block, served by a
 real ``node-agent run`` process on ``anvil --block-time 1``.
 
-Setup (none of it measured): the project's contracts and example consumers are deployed; for
+Setup (none of it measured): the project's contracts and example consumers are deployed, and
+the consumer the subscriptions belong to is chosen (``--consumer``): ``recording``, the
+ExampleSubscriptionConsumer that stores every delivery's input, output and proof (~250,000 gas
+a delivery: at anvil's default 30M block gas limit the chain, not the node, bounds the burst), or
+``lean``, ExampleLeanConsumer, which only emits the output's hash (what a consumer acting on
+results off-chain would do), so the burst measures the node and the Coordinator. For
 the paid share, a consumer Wallet from the WalletFactory is funded with ETH and lets the
 example consumer spend it, and the node gets a Wallet of its own (``payment_address``). The
 subscriptions are created in a few blocks whose timestamps the script sets, each with the
@@ -49,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from node_agent.chain.delivery import COUNTS  # noqa: E402
-from node_agent.chain.deploy import load_artifact  # noqa: E402
+from node_agent.chain.deploy import Deployer, load_artifact  # noqa: E402
 from node_agent.chain.devnet import (  # noqa: E402
     DEPLOYER_KEY,
     NODE_KEYS,
@@ -58,6 +63,7 @@ from node_agent.chain.devnet import (  # noqa: E402
     free_port,
     start_anvil,
 )
+from node_agent.chain.transport import web3_client  # noqa: E402
 
 ETH = "0x" + "00" * 20
 LEAD_SECONDS = 3600  # T is this far ahead while the agent starts and syncs; then time jumps
@@ -71,6 +77,9 @@ TARGET_BLOCKS = 5
 TARGET_CALLS_PER_DELIVERY = 4.0
 TARGET_API_P99_MS = 10.0
 REFERENCE_CALLS_PER_DELIVERY = "18-19"  # the Infernet node, one delivery at a time (issue 14)
+# --consumer: the contract the burst's subscriptions belong to (same creation API)
+CONSUMERS = {"recording": "ExampleSubscriptionConsumer", "lean": "ExampleLeanConsumer"}
+INPUTS = b"burst"
 
 DEPLOYER = Account.from_key(DEPLOYER_KEY)
 NODE = Account.from_key(NODE_KEYS[0])
@@ -149,11 +158,23 @@ def contract(name: str, address: str) -> Any:
 
 @dataclass
 class Market:
-    consumer: str  # ExampleSubscriptionConsumer
+    consumer: str  # address of the CONSUMERS[kind] contract
     coordinator: str
     registry: str
+    kind: str = "recording"
     consumer_wallet: str | None = None
     node_wallet: str | None = None
+    first_paid_id: int | None = None  # subscriptions from this id on are paid
+
+
+async def lean_consumer(url: str, registry: str) -> str:
+    """An ExampleLeanConsumer (deploy_devnet deploys only the recording example)."""
+    w3 = web3_client(url)
+    try:
+        address, _ = await Deployer(w3, DEPLOYER_KEY).deploy(CONSUMERS["lean"], registry, INPUTS)
+    finally:
+        await w3.provider.disconnect()
+    return address
 
 
 async def create_wallet(chain: Chain, factory: Any, owner: str) -> str:
@@ -187,7 +208,12 @@ async def create_subscriptions(chain: Chain, market: Market, count: int, paid: i
     """``count`` subscriptions (the last ``paid`` of them paid) whose first interval opens at
     the same time T; returns T. Each chunk is mined in one block of a chosen timestamp, and
     its subscriptions' period is T minus that timestamp (activeAt = creation time + period)."""
-    consumer = contract("ExampleSubscriptionConsumer", market.consumer)
+    consumer = contract(CONSUMERS[market.kind], market.consumer)
+    coordinator = contract("Coordinator", market.coordinator)
+    next_id = await chain.rpc(
+        "eth_call", {"to": market.coordinator, "data": coordinator.encode_abi("id")}, "latest"
+    )
+    market.first_paid_id = int(next_id, 16) + count - paid
     await chain.rpc("evm_setIntervalMining", 0)  # blocks only when this script mines them
     latest = int((await chain.block())["timestamp"], 16)
     opening = latest + LEAD_SECONDS
@@ -363,8 +389,9 @@ def latency(samples: list[tuple[float, str, float, int]]) -> dict[str, Any]:
 # --- observation --------------------------------------------------------------------------------
 
 
-async def deliveries_from(chain: Chain, coordinator: str, start: int) -> dict[str, int]:
-    """tx hash -> block of every SubscriptionFulfilled by the node from block ``start``."""
+async def deliveries_from(chain: Chain, coordinator: str, start: int) -> dict[str, tuple[int, int]]:
+    """tx hash -> (block, subscription id) of every SubscriptionFulfilled by the node from block
+    ``start``."""
     logs = await chain.rpc(
         "eth_getLogs",
         {
@@ -374,7 +401,41 @@ async def deliveries_from(chain: Chain, coordinator: str, start: int) -> dict[st
             "topics": [FULFILLED, None, "0x" + "00" * 12 + NODE.address.lower()[2:]],
         },
     )
-    return {entry["transactionHash"]: int(entry["blockNumber"], 16) for entry in logs}
+    return {
+        entry["transactionHash"]: (int(entry["blockNumber"], 16), int(entry["topics"][1], 16))
+        for entry in logs
+    }
+
+
+async def delivery_gas(
+    chain: Chain, found: dict[str, tuple[int, int]], first_paid_id: int
+) -> dict[str, Any]:
+    """Gas used by the deliveries (every receipt, read after the burst), free and paid apart,
+    and one delivery's gas limit as the agent set it."""
+    hashes = list(found)
+    receipts: list[dict[str, Any]] = []
+    for chunk in range(0, len(hashes), 200):
+        calls = [("eth_getTransactionReceipt", [h]) for h in hashes[chunk : chunk + 200]]
+        receipts += await chain.batch(calls)
+    used: dict[str, list[int]] = {"free": [], "paid": []}
+    for tx_hash, receipt in zip(hashes, receipts, strict=True):
+        kind = "paid" if found[tx_hash][1] >= first_paid_id else "free"
+        used[kind].append(int(receipt["gasUsed"], 16))
+    gas: dict[str, Any] = {}
+    everything = used["free"] + used["paid"]
+    if everything:
+        gas["used"] = round(statistics.mean(everything))
+        tx = await chain.rpc("eth_getTransactionByHash", hashes[0])
+        gas["limit"] = int(tx["gas"], 16)
+    for kind, values in used.items():
+        if values:
+            gas[kind] = {
+                "n": len(values),
+                "mean": round(statistics.mean(values)),
+                "min": min(values),
+                "max": max(values),
+            }
+    return gas
 
 
 def cpu_seconds(pid: int) -> float:
@@ -391,7 +452,9 @@ def by_method_delta(after: dict[str, int], before: dict[str, int]) -> dict[str, 
     return dict(sorted(((m, n) for m, n in delta.items() if n), key=lambda kv: -kv[1]))
 
 
-async def burst_run(count: int, paid_share: float, gas_limit: int | None) -> dict[str, Any]:
+async def burst_run(
+    count: int, paid_share: float, gas_limit: int | None, consumer: str = "recording"
+) -> dict[str, Any]:
     paid = round(count * paid_share)
     extra = ["--gas-limit", str(gas_limit)] if gas_limit else []
     anvil = await asyncio.to_thread(start_anvil, "--block-time", "1", *extra)
@@ -399,12 +462,20 @@ async def burst_run(count: int, paid_share: float, gas_limit: int | None) -> dic
     echo_port, agent_port = free_port(), free_port()
     echo = ctx.Process(target=echo_service, args=(echo_port,), daemon=True)
     echo.start()
-    report: dict[str, Any] = {"subscriptions": count, "free": count - paid, "paid": paid}
+    report: dict[str, Any] = {
+        "subscriptions": count,
+        "free": count - paid,
+        "paid": paid,
+        "consumer": {"kind": consumer, "contract": CONSUMERS[consumer]},
+    }
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
             chain = Chain(anvil, http)
-            deployment, examples = await deploy_devnet(anvil.url, b"burst")
-            market = Market(examples.subscription, deployment.coordinator, deployment.registry)
+            deployment, examples = await deploy_devnet(anvil.url, INPUTS)
+            address = examples.subscription
+            if consumer == "lean":
+                address = await lean_consumer(anvil.url, deployment.registry)
+            market = Market(address, deployment.coordinator, deployment.registry, consumer)
             if paid:
                 await setup_payments(chain, market, paid)
             opening_time = await create_subscriptions(chain, market, count, paid)
@@ -528,7 +599,7 @@ async def measure(
         prober.join(timeout=30)
     after = info.get("rpc_calls_by_method", {})
     found = await deliveries_from(chain, market.coordinator, opening)
-    blocks = sorted(found.values())
+    blocks = sorted(block for block, _ in found.values())
     per_block = Counter(b - opening for b in blocks)
     calls = by_method_delta(after, before)
     total_calls = sum(calls.values())
@@ -537,12 +608,8 @@ async def measure(
     idle = [s for s in samples if s[0] <= idle_until]
     sending = info.get("sending") or {}
     nonce_after = await chain.nonce(NODE.address)
-    sample_tx = next(iter(found), None)
-    gas: dict[str, Any] = {}
-    if sample_tx is not None:
-        receipt = await chain.rpc("eth_getTransactionReceipt", sample_tx)
-        tx = await chain.rpc("eth_getTransactionByHash", sample_tx)
-        gas = {"used": int(receipt["gasUsed"], 16), "limit": int(tx["gas"], 16)}
+    assert market.first_paid_id is not None
+    gas = await delivery_gas(chain, found, market.first_paid_id)
     block_rows = []
     for number in range(opening, (blocks[-1] if blocks else opening) + 1):
         block = await chain.block(number)
@@ -631,17 +698,28 @@ def check_targets(burst: dict[str, Any]) -> list[dict[str, Any]]:
 def print_burst(burst: dict[str, Any]) -> None:
     calls = burst["rpc_calls"]
     tx = burst["transactions"]
+    consumer = burst["consumer"]
+    gas = burst["gas_per_delivery"]
     print(
         f"\n== burst: {burst['subscriptions']} subscriptions ({burst['free']} free, {burst['paid']}"
-        f" paid) opening in block {burst['opening_block']}; the agent tracked {burst['tracked']},"
-        f" skipped {burst['skipped_by_agent']}, refused {burst['payment_refusals']} payments"
+        f" paid) of the {consumer['kind']} consumer ({consumer['contract']}) opening in block"
+        f" {burst['opening_block']}; the agent tracked {burst['tracked']}, skipped"
+        f" {burst['skipped_by_agent']}, refused {burst['payment_refusals']} payments"
     )
     print(
         f"delivered {burst['delivered']} within {burst['blocks_to_all_delivered']} blocks (the"
         f" burst's gas needs {burst['blocks_needed_for_the_gas']} at this gas limit)"
-        f" ({burst['seconds_to_all_delivered']} s); block gas limit {burst['block_gas_limit']:,},"
-        f" gas per delivery {burst['gas_per_delivery']}; CPU seconds meanwhile"
-        f" {burst['cpu_seconds']}"
+        f" ({burst['seconds_to_all_delivered']} s); block gas limit {burst['block_gas_limit']:,};"
+        f" CPU seconds meanwhile {burst['cpu_seconds']}"
+    )
+    per_kind = [
+        f"{kind} {g['mean']:,} ({g['min']:,}-{g['max']:,}, n={g['n']})"
+        for kind, g in gas.items()
+        if kind in ("free", "paid")
+    ]
+    print(
+        f"gas per delivery: {'; '.join(per_kind) or 'none'}; the agent's gas limit"
+        f" {gas.get('limit', 0):,}"
     )
     for row in burst["blocks"]:
         print(

@@ -1,6 +1,7 @@
 """bench/chain_bench.py's burst in its quick mode (50 subscriptions, free and paid, a real agent
-on anvil --block-time 1), so it cannot rot. No timing is asserted: the numbers are the
-benchmark's business; the test checks that the report is complete and consistent."""
+on anvil --block-time 1, with the lean consumer: the one the bench deploys itself), so it cannot
+rot. No timing is asserted: the numbers are the benchmark's business; the test checks that the
+report is complete and consistent."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ pytestmark = pytest.mark.chain
 def test_quick_burst_writes_a_complete_report(tmp_path: Path) -> None:
     script = ROOT / "bench" / "chain_bench.py"
     done = subprocess.run(
-        [sys.executable, str(script), "--quick", "--only", "burst", "--results-dir", str(tmp_path)],
+        [
+            *(sys.executable, str(script), "--quick", "--only", "burst"),
+            *("--consumer", "lean", "--results-dir", str(tmp_path)),
+        ],
         capture_output=True,
         text=True,
         timeout=280,
@@ -32,6 +36,7 @@ def test_quick_burst_writes_a_complete_report(tmp_path: Path) -> None:
     assert report["quick"] is True and set(report) >= {"burst", "targets", "machine"}
     burst = report["burst"]
     assert burst["subscriptions"] == 50 and burst["free"] + burst["paid"] == 50
+    assert burst["consumer"] == {"kind": "lean", "contract": "ExampleLeanConsumer"}
     assert burst["tracked"] + burst["skipped_by_agent"] == 50
     assert burst["all_delivered"] and burst["delivered"] == burst["tracked"]
     assert sum(row["deliveries"] for row in burst["blocks"]) == burst["delivered"]
@@ -45,6 +50,12 @@ def test_quick_burst_writes_a_complete_report(tmp_path: Path) -> None:
     for counter in ("gaps", "resent", "filled", "replaced", "resigned", "broadcast_rejected"):
         assert isinstance(tx[counter], int)
     assert 1 <= burst["blocks_needed_for_the_gas"] <= burst["blocks_to_all_delivered"]
+    gas = burst["gas_per_delivery"]
+    assert gas["free"]["n"] + gas["paid"]["n"] == burst["delivered"]
+    assert gas["free"]["n"] <= burst["free"] and gas["paid"]["n"] <= burst["paid"]
+    # a paid delivery moves ETH between Wallets; the lean consumer stores nothing
+    assert gas["free"]["max"] < gas["paid"]["min"] and gas["paid"]["max"] < 200_000
+    assert gas["free"]["min"] <= gas["used"] <= gas["paid"]["max"] and gas["limit"] > 0
     for route in ("idle_before", "all", "health", "jobs"):
         api = burst["api"][route]
         assert api["n"] > 0 and api["errors"] == 0 and api["p50_ms"] <= api["p99_ms"]
@@ -54,4 +65,6 @@ def test_quick_burst_writes_a_complete_report(tmp_path: Path) -> None:
         "burst: nonce gaps + replacements",
         "burst: API p99 during the burst (ms)",
     }
-    assert "== targets" in done.stdout
+    assert (
+        "== targets" in done.stdout and "of the lean consumer (ExampleLeanConsumer)" in done.stdout
+    )

@@ -13,6 +13,7 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -20,6 +21,7 @@ import structlog
 from node_agent import __version__
 from node_agent.grid.backoff import Backoff, parse_retry_after
 from node_agent.workloads.config import CallbackSettings
+from node_agent.workloads.destinations import BlockedDestination, check_host
 from node_agent.workloads.store import OutboxItem, WorkloadStore
 
 log = structlog.get_logger(__name__)
@@ -163,6 +165,10 @@ class OutboxDeliverer:
         url = item.body.get("callback_url")
         if not isinstance(url, str):
             raise DeliveryFailed("job has no callback_url", final=True)
+        try:  # a name is checked by the session's resolver; a literal IP here
+            check_host(urlsplit(url).hostname or "", self.settings.blocked)
+        except BlockedDestination as exc:
+            raise DeliveryFailed(str(exc), final=True) from None
         await post_json(
             self._session,
             url,
@@ -200,5 +206,9 @@ async def post_json(
                 final=final or 300 <= response.status < 400,
                 retry_after=retry_after,
             )
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, BlockedDestination):  # will not change by retrying
+            raise DeliveryFailed(str(exc.os_error), final=True) from None
+        raise DeliveryFailed(f"{type(exc).__name__}: {exc}"[:200], final=False) from None
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise DeliveryFailed(f"{type(exc).__name__}: {exc}"[:200], final=False) from None

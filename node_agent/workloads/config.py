@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from node_agent.workloads.destinations import DEFAULT_BLOCKED, Network, parse_networks
+
 
 class RegistryCredential(BaseModel):
     """Login for a private registry; the password is a secret like every other."""
@@ -32,6 +34,22 @@ class CallbackSettings(BaseModel):
     backoff_max: float = Field(300.0, gt=0)
     # Deliveries in flight at once, across all receivers.
     concurrency: int = Field(16, ge=1, le=256)
+    # Networks a callback never reaches (CIDRs; see workloads/destinations.py for why). Setting
+    # it replaces the default list: keep those entries and add yours.
+    blocked_networks: tuple[str, ...] = DEFAULT_BLOCKED
+
+    @field_validator("blocked_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            parse_networks(value)
+        except ValueError as exc:
+            raise ValueError(f"not a network: {exc}") from None
+        return value
+
+    @property
+    def blocked(self) -> tuple[Network, ...]:
+        return parse_networks(self.blocked_networks)
 
 
 class WorkloadsConfig(BaseModel):

@@ -21,6 +21,7 @@ from node_agent.pulls import PullBoard
 from node_agent.workloads.api import WorkloadHandlers
 from node_agent.workloads.callbacks import OutboxDeliverer, Sender
 from node_agent.workloads.config import WorkloadsConfig
+from node_agent.workloads.destinations import guarded_session
 from node_agent.workloads.docker_adapter import WorkloadDocker
 from node_agent.workloads.service import WorkloadService
 from node_agent.workloads.services import InfernetServiceBridge
@@ -72,7 +73,7 @@ class WorkloadNode:
     async def open(self) -> None:
         """Before the server listens: routes need an open store."""
         await self.store.open()
-        self._session = aiohttp.ClientSession()
+        self._session = guarded_session(lambda: self.config.callbacks.blocked)
         self.deliverer = OutboxDeliverer(
             self.store, self.config.callbacks, session=self._session, grid_sender=self.grid_sender
         )

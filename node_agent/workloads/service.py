@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -41,6 +42,7 @@ from node_agent.pulls import error_text as docker_error_text
 from node_agent.tasks import TaskSupervisor, run_forever, run_in_own_thread
 from node_agent.workloads import logs
 from node_agent.workloads.config import WorkloadsConfig
+from node_agent.workloads.destinations import BlockedDestination, check_host
 from node_agent.workloads.docker_adapter import (
     Found,
     ImageUnavailable,
@@ -271,6 +273,17 @@ class WorkloadService:
                 {"field": "image", "image": image, "allowed": list(self.config.allowed_images)},
             )
 
+    def _check_callback(self, url: str | None) -> None:
+        """A literal IP in a blocked network is refused now (a name, when it is resolved)."""
+        if url is None:
+            return
+        try:
+            check_host(urlsplit(url).hostname or "", self.config.callbacks.blocked)
+        except BlockedDestination as exc:
+            raise BadRequest(
+                "Invalid job", {"field": "callback_url", "problem": str(exc)}
+            ) from None
+
     async def submit(
         self,
         owner: str,
@@ -287,6 +300,7 @@ class WorkloadService:
 
             raise ShuttingDown("Node is shutting down", retry_after=5)
         self._check_image(draft.image)
+        self._check_callback(draft.callback_url)
         limit = self.config.max_runtime_limit
         if draft.max_runtime is not None and draft.max_runtime > limit:
             raise BadRequest(

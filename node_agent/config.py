@@ -180,6 +180,9 @@ class ContainerConfig(_Model):
     allowed_ips: tuple[str, ...] = ()
     allowed_addresses: tuple[str, ...] = ()
     allowed_delegate_addresses: tuple[str, ...] = ()
+    # node-agent: only requests made with these API keys (ids, as in api_keys) may use it
+    # off-chain; empty: anyone the other rules admit. A served workload gets its owner's key.
+    allowed_keys: tuple[str, ...] = ()
     description: str = ""
     command: str = ""
     env: dict[str, str] = {}

@@ -27,6 +27,7 @@ class ContainerPolicy:
     allowed_networks: tuple[IpNetwork, ...] = ()
     allowed_addresses: frozenset[str] = frozenset()
     allowed_delegate_addresses: frozenset[str] = frozenset()
+    allowed_clients: frozenset[str] = frozenset()  # job namespaces ("key:<id>"); empty: any
 
     @classmethod
     def from_config(cls, config: ContainerConfig) -> ContainerPolicy:
@@ -41,6 +42,7 @@ class ContainerPolicy:
             allowed_delegate_addresses=frozenset(
                 a.lower() for a in config.allowed_delegate_addresses
             ),
+            allowed_clients=frozenset(f"key:{k}" for k in config.allowed_keys),
         )
 
     def admits_ip(self, ip: IpAddress) -> bool:
@@ -77,16 +79,26 @@ def check_chain(policies: Policies, containers: Sequence[str], requires_proof: b
 
 
 def check_offchain_job(
-    policies: Policies, containers: Sequence[str], requires_proof: bool, client_ip: IpAddress
+    policies: Policies,
+    containers: Sequence[str],
+    requires_proof: bool,
+    client_ip: IpAddress,
+    client: str | None = None,
 ) -> None:
-    """Raise the first rule an off-chain job breaks; return quietly when it may run."""
+    """Raise the first rule an off-chain job breaks; return quietly when it may run.
+
+    ``client`` is the caller's job namespace (``key:<id>`` with an API key, else its address),
+    checked against a container's ``allowed_keys``."""
     check_chain(policies, containers, requires_proof)
     for container in containers:
-        if not policies[container].admits_ip(client_ip):
+        policy = policies[container]
+        if not policy.admits_ip(client_ip):
             raise AccessDenied(
                 "Container not allowed for address",
                 {"container": container, "address": str(client_ip)},
             )
+        if policy.allowed_clients and client not in policy.allowed_clients:
+            raise AccessDenied("Container not allowed for this API key", {"container": container})
 
 
 def check_delegate_owner(policies: Policies, containers: Sequence[str], owner: str) -> None:

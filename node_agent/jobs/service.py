@@ -81,11 +81,13 @@ class JobService:
 
     # --- intake ------------------------------------------------------------------------------
 
-    def check(self, containers: Sequence[str], requires_proof: bool, ip: IpAddress) -> Ticket:
+    def check(
+        self, containers: Sequence[str], requires_proof: bool, ip: IpAddress, client: str
+    ) -> Ticket:
         """Access rules and admission for one job; raises the error the client should see."""
         if not self.accepting:
             raise ShuttingDown()
-        guardian.check_offchain_job(self.policies, containers, requires_proof, ip)
+        guardian.check_offchain_job(self.policies, containers, requires_proof, ip, client)
         try:
             return self.admission.reserve(containers)
         except Overloaded as exc:
@@ -121,7 +123,7 @@ class JobService:
         """``submit`` without the wait: the job's id and the future of its commit. A batch
         waits for its jobs' commits together instead of with a task per job."""
         job = self._new_job(client, containers, data, requires_proof, stream=False)
-        ticket = self.check(containers, requires_proof, ip)
+        ticket = self.check(containers, requires_proof, ip, client)
         # From here on the job holds admission slots: every way out that does not hand them
         # to a running job gives them back (a leak here is a container refusing work forever).
         task: asyncio.Task[None] | None = None
@@ -173,7 +175,7 @@ class JobService:
     ) -> tuple[Job, Ticket]:
         """Check, reserve, and commit the job as ``running``; nothing is kept on failure."""
         job = self._new_job(client, containers, data, requires_proof, stream=True)
-        ticket = self.check(containers, requires_proof, ip)
+        ticket = self.check(containers, requires_proof, ip, client)
         try:
             await self.store.create(job)
         except BaseException:

@@ -97,6 +97,8 @@ class Draft(BaseModel):
     max_runtime: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     ports: Annotated[list[Annotated[int, Field(ge=1, le=65535)]], Field(max_length=16)] = []
     infernet_service: bool = False
+    # Served to every client of /api/jobs, not only the owner's API key (node-agent addition).
+    infernet_public: bool = False
 
     @field_validator("command", mode="before")
     @classmethod

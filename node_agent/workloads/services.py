@@ -36,8 +36,13 @@ def service_config(job: Workload) -> ContainerConfig | None:
     host_port = job.ports.get(str(ports[0]))
     if host_port is None:
         return None
+    # The owner's model, on the owner's bill: only the owner's key may send it jobs, unless
+    # the draft opens it to every client this node admits.
+    owner_key = job.owner.removeprefix("key:") if job.owner.startswith("key:") else None
+    allowed = () if draft.get("infernet_public") or owner_key is None else (owner_key,)
     return ContainerConfig(
         id=job.id,
+        allowed_keys=allowed,
         url=f"http://127.0.0.1:{host_port}",
         description=f"workload {draft.get('name') or job.id}",
         max_concurrency=8,

@@ -21,6 +21,7 @@ POLICIES = policies_from_config(
         ContainerConfig(
             id="d", allowed_delegate_addresses=("0xAbC0000000000000000000000000000000000001",)
         ),
+        ContainerConfig(id="mine", allowed_keys=("k1",)),
     ]
 )
 HOME = ipaddress.ip_address("127.0.0.1")
@@ -61,3 +62,14 @@ def test_delegate_owner_case_insensitive() -> None:
     check_delegate_owner(POLICIES, ["a", "d"], "0xabc0000000000000000000000000000000000001")
     with pytest.raises(AccessDenied):
         check_delegate_owner(POLICIES, ["d"], "0x" + "1" * 40)
+
+
+def test_a_container_with_allowed_keys_takes_only_those_keys() -> None:
+    check_offchain_job(POLICIES, ["mine"], False, HOME, "key:k1")
+    check_offchain_job(POLICIES, ["a"], False, HOME, "127.0.0.1")  # no list: anyone
+    for client in ("key:k2", "127.0.0.1", None):
+        with pytest.raises(AccessDenied) as raised:
+            check_offchain_job(POLICIES, ["a", "mine"], False, HOME, client)
+        assert raised.value.status == 403
+        assert raised.value.error == "Container not allowed for this API key"
+        assert raised.value.params == {"container": "mine"}

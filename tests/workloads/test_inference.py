@@ -20,8 +20,8 @@ async def test_inference_workload_is_callable_through_api_jobs(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     ensure_images()
-    key = make_key()
-    async with running_agent(node_config([key]), tmp_path / "state") as (daemon, url):
+    key, other = make_key(), make_key()
+    async with running_agent(node_config([key, other]), tmp_path / "state") as (daemon, url):
         body = {
             "name": "echo-model",
             "workload_type": "inference",
@@ -42,12 +42,16 @@ async def test_inference_workload_is_callable_through_api_jobs(
             return [c for c in info["containers"] if c["id"] == job_id] or None
 
         await eventually(served, timeout=60, what="the workload served as a container")
-        async with http.post(
-            f"{url}/api/jobs", json={"containers": [job_id], "data": {"prompt": "hi"}}
-        ) as r:
+        job = {"containers": [job_id], "data": {"prompt": "hi"}}
+        # the owner's model: neither an anonymous client nor another key may use it
+        for headers in ({}, other.headers):
+            async with http.post(f"{url}/api/jobs", json=job, headers=headers) as r:
+                assert r.status == 403, await r.text()
+                assert (await r.json())["error"] == "Container not allowed for this API key"
+        async with http.post(f"{url}/api/jobs", json=job, headers=key.headers) as r:
             assert r.status == 200, await r.text()
             infernet_id = (await r.json())["id"]
-        async with http.get(f"{url}/api/jobs?id={infernet_id}&wait=10") as r:
+        async with http.get(f"{url}/api/jobs?id={infernet_id}&wait=10", headers=key.headers) as r:
             (result,) = await r.json()
         assert result["status"] == "success", result
         assert result["result"]["output"] is not None
@@ -56,8 +60,30 @@ async def test_inference_workload_is_callable_through_api_jobs(
             assert r.status == 202
         final = await wait_status(http, url, key, job_id, FINAL)
         assert final["status"] == "cancelled"
-        async with http.post(
-            f"{url}/api/jobs", json={"containers": [job_id], "data": {"prompt": "hi"}}
-        ) as r:
+        async with http.post(f"{url}/api/jobs", json=job, headers=key.headers) as r:
             assert r.status == 400  # no longer a container of this node
         assert job_id not in daemon.jobs.admission.gates
+
+
+def test_a_served_workload_is_its_owners_unless_public() -> None:
+    from node_agent.workloads.model import Workload, WorkloadStatus
+    from node_agent.workloads.services import service_config
+
+    def served(owner: str, **draft: Any) -> tuple[str, ...]:
+        body = {"ports": [3000], "infernet_service": True, **draft}
+        job = Workload(
+            id="j1",
+            owner=owner,
+            draft=body,
+            status=WorkloadStatus.RUNNING,
+            created_at=0.0,
+            updated_at=0.0,
+            ports={"3000": 41000},
+        )
+        config = service_config(job)
+        assert config is not None
+        return config.allowed_keys
+
+    assert served("key:k1") == ("k1",)
+    assert served("key:k1", infernet_public=True) == ()
+    assert served("grid") == ()  # pulled from the orchestrator: it decides who reaches the node

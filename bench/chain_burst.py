@@ -735,7 +735,7 @@ def print_burst(burst: dict[str, Any]) -> None:
         f"transactions: {tx['mined']} mined ({tx['extra']} beyond the deliveries), gaps"
         f" {tx['gaps']}, resent {tx['resent']}, filled {tx['filled']}, replaced {tx['replaced']},"
         f" re-signed {tx['resigned']}, refused by the pool {tx['broadcast_rejected']}, receipts"
-        f" looked up one by one {tx['receipt_lookups']};"
+        f" looked up one by one {tx['receipt_lookups']} (logs waited for {tx['log_waits']});"
         f" simulations batched: {tx['simulation_batched']} ({tx['simulation_batches']} batches),"
         f" send batches {tx['send_batches']}"
     )

@@ -44,6 +44,7 @@ COUNTS = (
     "broadcast_rejected",
     "broadcast_failed",
     "receipt_lookups",
+    "log_waits",
 )
 
 # (block number, timestamp, base fee) of the head the service polls; None while unknown

@@ -123,3 +123,21 @@ def due_after_counts(
     for item, count in zip(work, counts, strict=True):
         (full if count >= subs[item.subscription_id].redundancy else open_).append(item)
     return open_, full
+
+
+def next_opening(subs: Iterable[Subscription], now: int) -> int | None:
+    """The earliest chain time after ``now`` at which one of ``subs`` opens an interval (its
+    first, or its next one); None when none will."""
+    best: int | None = None
+    for sub in subs:
+        if sub.cancelled:
+            continue
+        if now < sub.active_at:
+            opens = sub.active_at
+        elif sub.period > 0 and sub.interval_at(now) < sub.frequency:
+            opens = sub.active_at + sub.interval_at(now) * sub.period
+        else:
+            continue
+        if best is None or opens < best:
+            best = opens
+    return best

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from eth_utils.address import is_address, to_checksum_address
 
 from node_agent.chain import abi, eip712, scheduler
 from node_agent.chain import journal as jr
+from node_agent.chain.cadence import HeadCadence
 from node_agent.chain.delivery import GWEI, FeePolicy, GasTooHigh, Sender
 from node_agent.chain.errors import BENIGN, TERMINAL, ChainUnavailable, Reverted
 from node_agent.chain.guardian import Rejection, check_subscription
@@ -136,6 +138,9 @@ class ChainService:
         # Paid deliveries refused for now (transient): at most one per due (key, interval),
         # each dropped when it passes, turns into a rule refusal, or its interval ends.
         self._waiting: dict[tuple[str, int], _Waiting] = {}
+        # When the next block is worth polling for (an interval opens in it), learnt per head.
+        self._cadence = HeadCadence(self.chain.snapshot_sync.sync_period)
+        self._next_open: int | None = None  # chain time the next tracked interval opens
         self._tasks: list[asyncio.Task[None]] = []
         self._streaks = {name: FailureStreak(name) for name in (SYNC, SCHEDULE, CONFIRM)}
         self._ready = asyncio.Event()
@@ -364,13 +369,13 @@ class ChainService:
             await asyncio.sleep(period)
 
     async def _schedule_loop(self) -> None:
-        period = self.chain.snapshot_sync.sync_period
         last_block = -1
         woken = True
         while not self._stopping.is_set():
             with self._step(SCHEDULE):
                 number, now, base_fee = await self.rpc.head()
                 self.head, self.head_time, self._base_fee = number, now, base_fee
+                self._cadence.observe(number, now, time.monotonic())
                 if number != last_block or woken or self._wake.is_set() or self._retry_due():
                     last_block = number
                     known = self._known_block
@@ -378,7 +383,8 @@ class ChainService:
                     await self._schedule(now)
                     if known is not None:
                         self.scheduled_block = min(number, known)
-            woken = await self._sleep(period)
+            # every period, or fast around the block that opens an interval (chain/cadence.py)
+            woken = await self._sleep(self._cadence.delay(time.monotonic(), self._next_open))
 
     async def _schedule(self, now: int) -> None:
         """One pass: drop finished subscriptions, start the due deliveries."""
@@ -410,6 +416,8 @@ class ChainService:
                     item.interval,
                     self._deliver_onchain(item.subscription_id, item.interval),
                 )
+        subs = itertools.chain(self._subs.values(), (d.sub for d in self._delegated.values()))
+        self._next_open = scheduler.next_opening(subs, now)
         for key, delegated in list(self._delegated.items()):
             interval = scheduler.current_interval(delegated.sub, now, margin=margin)
             if interval is None or (key, interval) in self._handled or self._waits((key, interval)):

@@ -47,6 +47,11 @@ RECHECK_BLOCKS = 8  # blocks read again when a mined transaction's log was not s
 GAP_BLOCKS = 2  # new blocks without the mined count moving before the pool is read
 BROADCAST_GRACE = 5.0  # seconds after signing before a transaction can count as missing
 NONCE_TAKEN_STEPS = 2  # steps a used nonce must show no receipt of ours before re-signing
+# A mined delivery whose log is missing is only looked up by receipt from the next step on
+# (a new block or idle_every later, logs read again then), this long after it was noticed
+# at the latest: an endpoint polled right after a block may not show its logs yet (anvil),
+# and hundreds of receipts one by one are the cost of not waiting.
+LOG_GRACE = 1.0
 
 Job = tuple[str, int]
 Final = tuple[str, int]  # (journal state, block mined in)
@@ -76,6 +81,8 @@ class Tracker:
         self._seen: dict[str, int] = {}  # tx hash -> block of its SubscriptionFulfilled
         self._queue = QueueState()
         self._taken: dict[Job, int] = {}  # steps a delivery's nonce was used without a receipt
+        # (head, time) a delivery was first found mined without its log (see LOG_GRACE)
+        self._unlogged: dict[Job, tuple[int, float]] = {}
         self._gap: tuple[int, float] | None = None  # (nonce, when) of the gap being repaired
         self._last_head: int | None = None
         self._last_step = 0.0
@@ -102,6 +109,7 @@ class Tracker:
         if not new_block and now - self._last_step < self.idle_every:
             return {}
         self._last_step = now
+        self._unlogged = {job: at for job, at in self._unlogged.items() if job in pending}
         if self._was_empty:  # a new queue after an idle time is not a stuck one
             self._queue.acted(now)
             self._was_empty = False
@@ -196,10 +204,15 @@ class Tracker:
                 above[latest.nonce] = latest
                 self._taken.pop(job, None)
                 continue
+            noticed_head, noticed_at = self._unlogged.setdefault(job, (head, now))
+            if noticed_head == head and now - noticed_at < LOG_GRACE:
+                self.counts["log_waits"] += 1
+                continue  # its log may just lag: read again at the next step first
             outcome = await self._receipts(txs, head)
             if outcome is not None:
                 if outcome[0]:
                     finals[job] = outcome[0]
+                    self._unlogged.pop(job, None)
                 self._taken.pop(job, None)
                 continue
             self._taken[job] = self._taken.get(job, 0) + 1

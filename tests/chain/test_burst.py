@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, web
 from chain_support import (
     KEYS,
     PERIOD,
@@ -38,6 +38,7 @@ from test_agent_processes import funded_agent, http_client, nonce_of
 from node_agent.chain import journal as jr
 from node_agent.chain.devnet import Anvil
 from node_agent.chain.service import ChainService
+from node_agent.chain.tracker import FULFILLED_TOPIC
 from tests.support.net import serving
 
 pytestmark = pytest.mark.chain
@@ -168,6 +169,72 @@ async def test_a_transaction_lost_by_the_pool_is_sent_again_and_the_queue_moves_
         assert sending["replaced"] == sending["filled"] == sending["resigned"] == 0
     finally:
         await node.stop(1)
+
+
+def delivery_logs_asked(message: Any, block: int) -> bool:
+    """An ``eth_getLogs`` for the node's deliveries up to ``block`` or later (other parts of
+    the node read logs too)."""
+    if not isinstance(message, dict) or message.get("method") != "eth_getLogs":
+        return False
+    (query,) = message.get("params") or [{}]
+    to_block = int(str(query.get("toBlock", "0x0")), 16)
+    return bool((query.get("topics") or [None])[0] == FULFILLED_TOPIC and to_block >= block)
+
+
+@asynccontextmanager
+async def logs_lagging(upstream: str) -> AsyncIterator[tuple[list[int], str]]:
+    """A JSON-RPC endpoint in front of anvil whose ``eth_getLogs`` of the node's deliveries
+    reaching block ``hide[1]`` answers [] while ``hide[0]`` > 0 (counting down): an endpoint
+    that serves a block before its logs."""
+    hide = [0, 0]
+
+    async def forward(request: web.Request) -> web.Response:
+        body = await request.read()
+        message = json.loads(body)
+        if hide[0] > 0 and delivery_logs_asked(message, hide[1]):
+            hide[0] -= 1
+            return web.json_response({"jsonrpc": "2.0", "id": message.get("id"), "result": []})
+        async with (
+            ClientSession() as session,
+            session.post(
+                upstream, data=body, headers={"Content-Type": "application/json"}
+            ) as reply,
+        ):
+            return web.Response(body=await reply.read(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/", forward)
+    async with serving(app) as url:
+        yield hide, url
+
+
+async def test_logs_an_endpoint_shows_late_are_read_again_not_looked_up_by_receipt(
+    deployment: Deployment, service_container: HttpRunner, tmp_path: Path
+) -> None:
+    dep, count = deployment, 6
+    consumer = await subscription_consumer(dep)
+    await open_together(dep, consumer, count)
+    upstream = str(dep.chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    async with logs_lagging(upstream) as (hide, url):
+        node = await start_node(dep, service_container, NODE_KEY, tmp_path, url, onchain=QUIET)
+        try:
+            await eventually(lambda: is_true(node.status()["tracked_subscriptions"] == count))
+            await settle(node, dep)
+            await dep.chain.advance(PERIOD + 1)
+            await eventually(lambda: equals(pool_count(dep), count), what="the burst in the pool")
+            # the mined block's first log read and the re-read right after come back empty
+            hide[:] = [2, await dep.chain.w3.eth.block_number + 1]
+            await rpc(dep, "evm_mine")
+            await eventually(lambda: equals(deliveries(consumer), count))
+            await settle(node, dep)
+            assert hide[0] == 0
+            states = {s for _, _, s, _ in await node.journal.deliveries()}
+            assert states == {jr.CONFIRMED}
+            sending = node.status()["sending"]
+            assert sending["log_waits"] >= count  # waited a step for the logs ...
+            assert sending["receipt_lookups"] == 0  # ... instead of a receipt per delivery
+        finally:
+            await node.stop(1)
 
 
 @asynccontextmanager

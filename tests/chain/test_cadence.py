@@ -61,3 +61,12 @@ def test_before_two_heads_nothing_is_known_and_polling_stays_lazy() -> None:
     assert cadence.delay(0.0, 1) == 0.5
     cadence.observe(7, 100, 0.0)
     assert cadence.block_time is None and cadence.delay(0.1, 101) == 0.5
+
+
+def test_slow_chains_are_never_polled_fast() -> None:
+    """With 12 s blocks a head seen half a second late still leaves the next block time."""
+    cadence = HeadCadence(0.5, fast=0.05)
+    for number in range(1, 5):
+        cadence.observe(number, 12 * number, 12.0 * number)
+    assert cadence.block_time == 12.0
+    assert cadence.delay(59.8, 60) == 0.5

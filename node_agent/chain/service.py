@@ -15,7 +15,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,12 @@ OPENED_KEPT = 10_000  # deliveries whose opening block is remembered for the lat
 # block or after RETRY_FIRST_S, then after delays doubling up to RETRY_MAX_S (jittered).
 RETRY_FIRST_S = 2.0
 RETRY_MAX_S = 60.0
+# Bounds on waiting, since anyone can open paid subscriptions from an empty Wallet for the price
+# of the creation's gas: at most MAX_WAITING deliveries wait at once (the rest are skipped at
+# once with their reason), and none longer than WAIT_MAX_S (a callback request's interval never
+# closes: it would be checked every minute for good).
+MAX_WAITING = 1000
+WAIT_MAX_S = 24 * 3600.0
 
 
 @dataclass
@@ -84,6 +90,7 @@ class _Waiting:
     block: int | None  # head at the first refusal: the next block brings the first check
     delay: Callable[[], float]
     next_at: float = 0.0  # time.monotonic() from which it is checked again
+    since: float = field(default_factory=time.monotonic)  # the first refusal
 
     def ready(self, head: int | None, now: float) -> bool:
         new_block = self.block is not None and head is not None and head > self.block
@@ -455,7 +462,8 @@ class ChainService:
                     sub = self._subs.get(int(key[2:]))
             elif (delegated := self._delegated.get(key)) is not None:
                 sub = delegated.sub
-            if sub is None or scheduler.current_interval(sub, now, margin=margin) != interval:
+            closed = sub is None or scheduler.current_interval(sub, now, margin=margin) != interval
+            if closed or time.monotonic() - waiting.since > WAIT_MAX_S:
                 await self._payment_refused(key, interval, waiting.refusal, final=True)
 
     async def _redundancy_counts(self, work: list[scheduler.Due]) -> list[int]:
@@ -730,8 +738,7 @@ class ChainService:
         """No computation, no transaction: the interval is skipped with its reason, unless the
         reason may pass (``transient``, not ``final``): then it is checked again later."""
         job = (key, interval)
-        if refusal.transient and not final:
-            self._wait_for_funds(job, refusal)
+        if refusal.transient and not final and self._wait_for_funds(job, refusal):
             return
         self._waiting.pop(job, None)
         self.payments.note_refusal(job, refusal)
@@ -741,15 +748,20 @@ class ChainService:
         if key.startswith("d:"):
             await self._drop_delegated(key, f"rejected: Invalid payment ({refusal.code})")
 
-    def _wait_for_funds(self, job: tuple[str, int], refusal: Refusal) -> None:
+    def _wait_for_funds(self, job: tuple[str, int], refusal: Refusal) -> bool:
+        """Check ``job`` again later; False when MAX_WAITING others already wait."""
         waiting = self._waiting.get(job)
         if waiting is None:
+            if len(self._waiting) >= MAX_WAITING:
+                log.warning("payment_wait_full", sub=job[0], interval=job[1], waiting=MAX_WAITING)
+                return False
             waiting = _Waiting(refusal, self.head, backoff_delays(RETRY_FIRST_S, RETRY_MAX_S))
             self._waiting[job] = waiting
         else:
             waiting.refusal, waiting.block = refusal, None
         waiting.next_at = time.monotonic() + waiting.delay()
         self.payments.note_refusal(job, refusal, retrying=True)
+        return True
 
     async def _failed(self, key: str, interval: int, reason: str) -> None:
         attempts = await self.journal.mark(key, interval, jr.FAILED, reason)

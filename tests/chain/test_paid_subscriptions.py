@@ -458,6 +458,36 @@ async def test_a_wallet_that_cannot_pay_yet_is_served_once_it_can(
             assert len(runner_calls(node)) == 2 and await node_nonce(market) == nonce + 2
 
 
+async def test_waiting_for_funds_is_bounded_in_count_and_in_time(
+    market: Market, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone can open paid subscriptions from an empty Wallet: waiting for funds has a cap on
+    how many wait and how long (a callback request's interval never closes)."""
+    from node_agent.chain import service
+
+    monkeypatch.setattr(service, "MAX_WAITING", 1)
+    monkeypatch.setattr(service, "WAIT_MAX_S", 4.0)
+    poor = await market.new_wallet()
+    async with prover_service() as (_, url), paid_node(market, url, tmp_path) as node:
+        nonce = await node_nonce(market)
+        first, _ = await market.request("paid", MIN_ETH, ETH, wallet=poor.address)
+        await eventually(lambda: is_true(node.status()["payments"]["waiting"] == 1))
+        second, _ = await market.request("paid", MIN_ETH, ETH, wallet=poor.address)
+
+        async def skipped(sub_id: int) -> bool:
+            error = (await delivery_errors(node)).get(f"s:{sub_id}") or ""
+            return error.startswith("skipped: Invalid payment: consumer wallet")
+
+        # the wait list is full: the second is skipped at once, with its reason
+        await eventually(lambda: skipped(second), what="the second skipped at once")
+        assert node.status()["payments"]["waiting"] == 1
+        # the first waited its longest: skipped with its last reason, nothing ever sent
+        await eventually(lambda: skipped(first), what="the first skipped after its wait")
+        assert node.status()["payments"]["waiting"] == 0
+        assert refusals(node)[f"s:{first}"]["checks"] >= 2
+        assert runner_calls(node) == [] and await node_nonce(market) == nonce
+
+
 async def test_atomic_verifier_valid_pays_and_invalid_slashes_the_node(
     market: Market, tmp_path: Path
 ) -> None:

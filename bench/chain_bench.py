@@ -409,4 +409,4 @@ if __name__ == "__main__":
         print(f"  {verdict} {item['target']:<44} {item['value']!s:>8}  (limit {item['limit']})")
     path = loadgen.write_results("chain", results, Path(arguments.results_dir))
     print(f"wrote {path}", file=sys.stderr)
-    sys.exit(0 if all(item["ok"] for item in results["targets"]) else 1)
+    sys.exit(0 if all(item["ok"] for item in results["targets"]) else loadgen.MISSED_TARGET_EXIT)

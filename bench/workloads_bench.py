@@ -717,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {verdict} {item['target']:<42} {item['value']!s:>8}  (limit {item['limit']})")
     path = loadgen.write_results("workloads", report, Path(args.results_dir))
     print(f"wrote {path}")
-    return 0 if all(item["ok"] for item in report["targets"]) else 1
+    return 0 if all(item["ok"] for item in report["targets"]) else loadgen.MISSED_TARGET_EXIT
 
 
 if __name__ == "__main__":

@@ -527,7 +527,7 @@ async def _stream(node: NodeClient, args: argparse.Namespace, data: Any, out: Ou
     elif rest:
         out.text(rest)
     # The stream carries no status (it just ends): the job's record says how it went.
-    job = await node.wait(await node.find(job_id, "infernet"), timeout=args.request_timeout)
+    job = await node.wait(await node.find(job_id, "infernet"), timeout=args.timeout)
     return outcome(job)
 
 

@@ -23,7 +23,7 @@ from node_agent.chain.fees import GWEI, FeePolicy
 from node_agent.chain.outbox import FILLER_KEY, Outbox, Outgoing
 from node_agent.chain.pacing import LoopBudget
 from node_agent.chain.rpc import Rpc
-from node_agent.chain.simulate import CALL, SimCall, SimResult, Simulator
+from node_agent.chain.simulate import CALL, SimCall, SimResult, Simulator, raise_for
 from node_agent.chain.tracker import Final, Job, Tracker
 from node_agent.chain.wallet import NodeKey
 
@@ -72,10 +72,8 @@ class Sender:
         window: float = 0.003,
     ) -> None:
         self.rpc = rpc
-        self.key = key
         self.journal = journal
         self.policy = policy
-        self.chain_id = chain_id
         self._head = head
         # The chain side's CPU work per turn of the event loop (see pacing): every delivery
         # step passes through here, before and after its batched call.
@@ -117,8 +115,7 @@ class Sender:
         """Would this call revert now? Raises Reverted (known errors decoded by name); the gas
         it would need does not matter yet (the real output is not computed)."""
         result = await self._simulate(SimCall(to, data, self.policy.max_gas_limit))
-        if not result.ok:
-            raise Reverted(result.output, result.message)
+        raise_for(result)
 
     async def _simulate(self, call: SimCall) -> SimResult:
         """One batched simulation; the step that led here ran within the loop's budget."""
@@ -169,8 +166,7 @@ class Sender:
         result = await self._simulate(
             SimCall(to, fn.encode_call(*args), self.policy.max_gas_limit, CALL)
         )
-        if not result.ok:
-            raise Reverted(result.output, result.message)
+        raise_for(result)
         return fn.decode_result(result.output) if fn.outputs else ()
 
     async def read(
@@ -208,9 +204,7 @@ class Sender:
         open_ = [txs[-1].gas for job, txs in pending.items() if job not in finals]
         self.outbox.settled(len(open_), sum(open_))
         await self.journal.mark_final([(k, i, state) for (k, i), (state, _) in finals.items()])
-        for job in [job for job in finals if job[0] == FILLER_KEY]:
-            del finals[job]
-        return finals
+        return {job: final for job, final in finals.items() if job[0] != FILLER_KEY}
 
     def stats(self) -> dict[str, Any]:
         """Counts for /info: batches, gaps, re-broadcasts, replacements."""

@@ -287,9 +287,6 @@ class Journal:
 
         return await self._run(q)
 
-    async def drop_subscription(self, sub_id: int) -> None:
-        await self.drop_subscriptions([sub_id])
-
     async def drop_subscriptions(self, sub_ids: list[int]) -> None:
         """Stop tracking these (one transaction: a burst of one-shot subscriptions ends with
         hundreds finished in one block)."""

@@ -25,6 +25,7 @@ from node_agent.chain import abi
 from node_agent.chain.abi import Function
 from node_agent.chain.payments import Refusal, Settlement, WalletView, funds_refusal
 from node_agent.chain.rpc import Rpc
+from node_agent.chain.simulate import hex_bytes
 from node_agent.chain.subscription import Subscription
 from node_agent.recorder import NO_RECORDER, Recorder
 
@@ -59,8 +60,7 @@ async def read_batch(rpc: Rpc, calls: Sequence[Call]) -> list[tuple[Any, ...] | 
     )
     out: list[tuple[Any, ...] | None] = []
     for (_, fn, _), answer in zip(calls, answers, strict=True):
-        result = answer.get("result")
-        raw = bytes.fromhex(result[2:]) if isinstance(result, str) and result[:2] == "0x" else None
+        raw = hex_bytes(answer.get("result"))  # a hostile endpoint's junk reads as empty
         out.append(None if "error" in answer else _decode(fn, raw))
     return out
 
@@ -156,8 +156,13 @@ class PaymentGate:
         if asking is None:  # one question per wallet, however many deliveries wait on it
             asking = asyncio.ensure_future(self._ask_valid(wallet))
             self._asking[wallet] = asking
-            asking.add_done_callback(lambda _: self._asking.pop(wallet, None))
+            asking.add_done_callback(lambda t: self._asked(wallet, t))
         return await asyncio.shield(asking)
+
+    def _asked(self, wallet: str, task: asyncio.Future[bool]) -> None:
+        self._asking.pop(wallet, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have gone (cancelled) already
 
     async def _ask_valid(self, wallet: str) -> bool:
         assert self.rpc is not None and self.wallet_factory is not None

@@ -212,14 +212,6 @@ class Rpc:
             return None
         return dict(receipt)
 
-    async def known(self, tx_hash: str) -> bool:
-        """Whether the endpoint knows the transaction (in its mempool or mined)."""
-        try:
-            await self.call(lambda w3: w3.eth.get_transaction(cast(Any, tx_hash)), what="get_tx")
-        except TransactionNotFound:
-            return False
-        return True
-
 
 def _result(response: RPCResponse, refusals_final: bool) -> Any:
     """The ``result`` of a raw answer; an ``error`` raised the way :meth:`Rpc.call` sorts

@@ -140,7 +140,7 @@ class Simulator:
             try:
                 if call.kind == CALL:
                     raw = await self.rpc.request("eth_call", [tx, "latest"])
-                    return SimResult(True, 0, _bytes(raw))
+                    return SimResult(True, 0, hex_bytes(raw))
                 gas = int(await self.rpc.request("eth_estimateGas", [tx]), 16)
             except Reverted as exc:
                 return SimResult(False, 0, exc.data, str(exc))
@@ -155,7 +155,8 @@ class _BadAnswer(Exception):
     """An eth_simulateV1 answer of an unexpected shape."""
 
 
-def _bytes(value: Any) -> bytes:
+def hex_bytes(value: Any) -> bytes:
+    """0x-hex from an endpoint as bytes; anything else (junk included) as b''."""
     if not isinstance(value, str):
         return b""
     text = value[2:] if value[:2].lower() == "0x" else value
@@ -169,11 +170,11 @@ def _parse(answer: dict[str, Any]) -> SimResult:
     """One call's outcome: status 1 with its return data, or its revert data and reason."""
     gas = int(answer.get("gasUsed") or "0x0", 16)
     if int(answer.get("status") or "0x0", 16) == 1:
-        return SimResult(True, gas, _bytes(answer.get("returnData")))
+        return SimResult(True, gas, hex_bytes(answer.get("returnData")))
     error = answer.get("error") or {}
-    data = _bytes(error.get("data")) if isinstance(error, dict) else b""
+    data = hex_bytes(error.get("data")) if isinstance(error, dict) else b""
     if not data:
-        data = _bytes(answer.get("returnData"))
+        data = hex_bytes(answer.get("returnData"))
     message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
     return SimResult(False, gas, data, message or "execution reverted")
 

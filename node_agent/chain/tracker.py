@@ -109,7 +109,9 @@ class Tracker:
         if not new_block and now - self._last_step < self.idle_every:
             return {}
         self._last_step = now
+        # per-job bookkeeping of jobs no longer pending (confirmed through their log) goes
         self._unlogged = {job: at for job, at in self._unlogged.items() if job in pending}
+        self._taken = {job: n for job, n in self._taken.items() if job in pending}
         if self._was_empty:  # a new queue after an idle time is not a stuck one
             self._queue.acted(now)
             self._was_empty = False

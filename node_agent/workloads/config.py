@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -47,8 +48,9 @@ class CallbackSettings(BaseModel):
             raise ValueError(f"not a network: {exc}") from None
         return value
 
-    @property
+    @functools.cached_property
     def blocked(self) -> tuple[Network, ...]:
+        """Parsed once per settings object (a reload makes a new one)."""
         return parse_networks(self.blocked_networks)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
+from aiohttp.resolver import ThreadedResolver
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -77,7 +77,9 @@ class GuardedResolver(AbstractResolver):
         self, blocked: Callable[[], Sequence[Network]], inner: AbstractResolver | None = None
     ) -> None:
         self.blocked = blocked  # read per lookup: a reload applies to the next callback
-        self._inner = inner or DefaultResolver()
+        # getaddrinfo in a thread: nothing to release (aiohttp never closes a resolver it was
+        # given, so an aiodns channel here would leak with each session)
+        self._inner = inner or ThreadedResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET

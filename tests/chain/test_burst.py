@@ -69,10 +69,6 @@ async def pool_count(dep: Deployment) -> int:
     return int(await dep.chain.w3.eth.get_transaction_count(NODE, "pending"))
 
 
-async def mined_count(dep: Deployment) -> int:
-    return int(await dep.chain.w3.eth.get_transaction_count(NODE, "latest"))
-
-
 async def delivered_by_interval(consumer: Any) -> dict[tuple[int, int], list[str]]:
     """(subscription, interval) -> the nodes that delivered it, from the consumer's events."""
     found: dict[tuple[int, int], list[str]] = {}
@@ -108,14 +104,14 @@ async def test_burst_is_sent_at_once_with_local_nonces_and_delivered_once_each(
         # The whole burst is signed, journaled and in the pool before any block is mined:
         # no nonce asked per transaction, no receipt waited for between them.
         await eventually(lambda: equals(pool_count(dep), count), what="the burst in the pool")
-        assert await mined_count(dep) == 0
+        assert await nonce_of(dep, NODE) == 0
         assert await journaled_nonces(node) == list(range(count))
         await rpc(dep, "evm_mine")
         await eventually(lambda: equals(deliveries(consumer), count))
         await settle(node, dep)
 
         assert await delivered_by_interval(consumer) == {(i, 1): [NODE] for i in ids}
-        assert await mined_count(dep) == count  # one transaction each, none twice
+        assert await nonce_of(dep, NODE) == count  # one transaction each, none twice
         assert len(service_container.calls) == count  # each computed once
         states = {(k, i): s for k, i, s, _ in await node.journal.deliveries()}
         assert states == {(f"s:{i}", 1): jr.CONFIRMED for i in ids}
@@ -155,14 +151,14 @@ async def test_a_transaction_lost_by_the_pool_is_sent_again_and_the_queue_moves_
         await rpc(dep, "anvil_dropTransaction", lost)
         assert await pool_count(dep) == 2
         await rpc(dep, "evm_mine")
-        assert await mined_count(dep) == 2
+        assert await nonce_of(dep, NODE) == 2
 
         await eventually(lambda: equals(pool_count(dep), count), what="the gap sent again")
         await rpc(dep, "evm_mine")
         await eventually(lambda: equals(deliveries(consumer), count))
         await settle(node, dep)
         assert await delivered_by_interval(consumer) == {(i, 1): [NODE] for i in ids}
-        assert await mined_count(dep) == count  # the same transactions: no filler, no copy
+        assert await nonce_of(dep, NODE) == count  # the same transactions: no filler, no copy
         assert len(service_container.calls) == count  # sent again, never computed again
         sending = node.status()["sending"]
         assert sending["gaps"] >= 1 and sending["resent"] >= count - 2

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi.abi import encode
+from node_agent.chain.abi import encode_args
 
 FIVE_KEYS = ("raw_input", "processed_input", "raw_output", "processed_output", "proof")
 
@@ -53,9 +53,9 @@ def encode_output(output: Any) -> Delivery:
     if isinstance(output, dict) and all(key in output for key in FIVE_KEYS):
         raw_in, proc_in, raw_out, proc_out, proof = (_hex(output[k], k) for k in FIVE_KEYS)
         return Delivery(
-            input=encode(["bytes", "bytes"], [raw_in, proc_in]),
-            output=encode(["bytes", "bytes"], [raw_out, proc_out]),
+            input=encode_args(("bytes", "bytes"), (raw_in, proc_in)),
+            output=encode_args(("bytes", "bytes"), (raw_out, proc_out)),
             proof=proof,
         )
     text = json.dumps(output, separators=(",", ":"), sort_keys=False, ensure_ascii=False)
-    return Delivery(input=b"", output=encode(["string"], [text]), proof=b"")
+    return Delivery(input=b"", output=encode_args(("string",), (text,)), proof=b"")

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from functools import lru_cache
 from typing import Any
 
-import rlp
 from coincurve import PrivateKey
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -44,21 +44,54 @@ class NodeKey:
         fields and their order are EIP-1559's; the tests check the bytes against eth-account.
         """
         fields = [
-            tx["chainId"],
-            tx["nonce"],
-            tx["maxPriorityFeePerGas"],
-            tx["maxFeePerGas"],
-            tx["gas"],
-            to_canonical_address(tx["to"]),
-            tx["value"],
-            bytes(tx["data"]),
-            [],  # access list
+            _rlp_int(tx["chainId"]),
+            _rlp_int(tx["nonce"]),
+            _rlp_int(tx["maxPriorityFeePerGas"]),
+            _rlp_int(tx["maxFeePerGas"]),
+            _rlp_int(tx["gas"]),
+            _rlp_address(tx["to"]),
+            _rlp_int(tx["value"]),
+            _rlp_bytes(bytes(tx["data"])),
+            b"\xc0",  # the empty access list
         ]
         # r || s || recovery id, s low (libsecp256k1 normalises), as eth-keys does with it
-        signature = self._signer.sign_recoverable(keccak(b"\x02" + rlp.encode(fields)), hasher=None)
+        signature = self._signer.sign_recoverable(keccak(b"\x02" + _rlp_list(fields)), hasher=None)
         r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big")
-        raw = b"\x02" + rlp.encode([*fields, signature[64], r, s])
+        raw = b"\x02" + _rlp_list([*fields, _rlp_int(signature[64]), _rlp_int(r), _rlp_int(s)])
         return raw, "0x" + keccak(raw).hex()
+
+
+# RLP of the few shapes a transaction has (pyrlp's generic encoder was a third of signing).
+
+
+def _rlp_length(length: int, short: int) -> bytes:
+    if length < 56:
+        return bytes([short + length])
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([short + 55 + len(size)]) + size
+
+
+def _rlp_bytes(value: bytes) -> bytes:
+    if len(value) == 1 and value[0] < 0x80:
+        return value
+    return _rlp_length(len(value), 0x80) + value
+
+
+def _rlp_int(value: int) -> bytes:
+    if value < 0:
+        raise ValueError("RLP integers are unsigned")
+    return _rlp_bytes(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+def _rlp_list(encoded_items: list[bytes]) -> bytes:
+    payload = b"".join(encoded_items)
+    return _rlp_length(len(payload), 0xC0) + payload
+
+
+@lru_cache(maxsize=256)
+def _rlp_address(address: str) -> bytes:
+    # the coordinator nearly always: its checks (checksum included) once
+    return _rlp_bytes(to_canonical_address(address))
 
 
 _DYNAMIC_FEE_FIELDS = frozenset(

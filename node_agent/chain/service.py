@@ -972,10 +972,3 @@ def _parse_delegated(body: Mapping[str, Any], containers: tuple[str, ...]) -> _D
         data=body.get("data"),
         containers=containers,
     )
-
-
-def create_chain_service(
-    config: Config, state_dir: Path, runner: JobRunner, recorder: Recorder = NO_RECORDER
-) -> ChainService:
-    """Factory the daemon calls (it imports this module only when the chain is enabled)."""
-    return ChainService(config, state_dir, runner, recorder)

@@ -379,39 +379,18 @@ class _Writer(threading.Thread):
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        # Each job once, in its latest state: a state that follows its row in the same batch
-        # is folded into the row; a later whole row replaces an earlier state.
-        pending_rows: dict[str, tuple[Any, ...]] = {}
-        pending_states: dict[str, tuple[Any, ...]] = {}
         try:
-            conn.execute("BEGIN")
-            for op in batch:
-                if op.state is not None:
-                    job_id = op.state[0]
-                    row = pending_rows.get(job_id)
-                    if row is not None:
-                        pending_rows[job_id] = _with_state(row, op.state)
-                    else:
-                        pending_states[job_id] = op.state
-                    continue
-                if op.write is not None:
-                    pending_states.pop(op.write[0], None)
-                    pending_rows[op.write[0]] = op.write
-                    if op.future is not None:
-                        done.append((op.future, None, None))
-                    continue
-                self._flush(conn, pending_rows, pending_states)
-                assert op.query is not None
-                try:
-                    result = op.query(conn)
-                except Exception as exc:  # a failed query fails its caller, not the batch
-                    if op.future is not None:
-                        done.append((op.future, None, exc))
-                else:
-                    if op.future is not None:
-                        done.append((op.future, result, None))
-            self._flush(conn, pending_rows, pending_states)
-            conn.execute("COMMIT")
+            row = batch[0].write if len(batch) == 1 else None
+            if row is not None:
+                # A row alone (one client's new job, the common case): one statement in its
+                # own transaction, without BEGIN and COMMIT. Each call into SQLite hands the
+                # interpreter lock over and back; while the chain thread is busy each handover
+                # waits up to a switch interval, and they were most of a commit's latency.
+                self.rows_written += _execute_chunked(conn, _UPSERTS, {row[0]: row})
+                if batch[0].future is not None:
+                    done.append((batch[0].future, None, None))
+            else:
+                self._run_transaction(conn, batch, done)
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -437,6 +416,46 @@ class _Writer(threading.Thread):
         if done and self.loop is not None:
             # One wake-up of the event loop per batch, not one per waiting request.
             self.loop.call_soon_threadsafe(_settle, done)
+
+    def _run_transaction(
+        self,
+        conn: sqlite3.Connection,
+        batch: list[_Op],
+        done: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
+    ) -> None:
+        """The batch in one transaction; what it answers is appended to ``done``."""
+        # Each job once, in its latest state: a state that follows its row in the same batch
+        # is folded into the row; a later whole row replaces an earlier state.
+        pending_rows: dict[str, tuple[Any, ...]] = {}
+        pending_states: dict[str, tuple[Any, ...]] = {}
+        conn.execute("BEGIN")
+        for op in batch:
+            if op.state is not None:
+                job_id = op.state[0]
+                row = pending_rows.get(job_id)
+                if row is not None:
+                    pending_rows[job_id] = _with_state(row, op.state)
+                else:
+                    pending_states[job_id] = op.state
+                continue
+            if op.write is not None:
+                pending_states.pop(op.write[0], None)
+                pending_rows[op.write[0]] = op.write
+                if op.future is not None:
+                    done.append((op.future, None, None))
+                continue
+            self._flush(conn, pending_rows, pending_states)
+            assert op.query is not None
+            try:
+                result = op.query(conn)
+            except Exception as exc:  # a failed query fails its caller, not the batch
+                if op.future is not None:
+                    done.append((op.future, None, exc))
+            else:
+                if op.future is not None:
+                    done.append((op.future, result, None))
+        self._flush(conn, pending_rows, pending_states)
+        conn.execute("COMMIT")
 
     def _flush(
         self,

@@ -10,6 +10,7 @@ subscription on-chain, and a client POSTs delegated subscriptions exactly as inf
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import aiohttp
@@ -67,13 +68,18 @@ async def test_daemon_fulfils_subscriptions_and_delegated_requests(
             return bool(health["checks"]["chain"]["status"] == "ok")
 
         await eventually(chain_health_ok, what="chain check ok in /health")
+
+        async def head_seen() -> bool:  # /info's chain fields: a snapshot (chain/worker.py)
+            info = await get_json(http, f"{base}/info")
+            return bool(info["chain"]["head"] == await net.w3.eth.block_number)
+
+        await eventually(head_seen, what="/info shows the chain's head")
         info = await get_json(http, f"{base}/info")
         chain = info["chain"]
         assert chain["enabled"] is True and chain["ready"] is True
         assert chain["address"] == NODE
         assert chain["chain_id"] == 31337
         assert chain["coordinator"] == net.deployment.coordinator
-        assert chain["head"] == await net.w3.eth.block_number
         assert info["health"]["chain"]["status"] == "ok"
 
         # 1. A subscription created on-chain by the consumer contract.
@@ -141,6 +147,9 @@ async def test_daemon_fulfils_subscriptions_and_delegated_requests(
         )
         assert len(service.requests) == 3
         assert daemon.chain.status()["address"] == NODE
+        # the chain side ran on its own thread and loop, which stop with the daemon
+        assert any(t.name == "chain" for t in threading.enumerate())
+    assert not any(t.name == "chain" for t in threading.enumerate())
 
 
 async def test_chain_that_cannot_start_is_reported_and_offchain_still_serves(

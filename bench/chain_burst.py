@@ -24,6 +24,9 @@ block on (the first with timestamp >= T), everything the agent does is counted:
 - ``GET /health`` and ``POST /api/jobs`` (an echo job) latency from another process, polled
   every 5 ms while the burst lasts; the target is p99 <= 10 ms.
 
+``BURST_KEEP_LOG=PATH`` copies the agent's log there when the run found a nonce gap or
+replaced a transaction (its path then in the results as ``agent_log``).
+
 The container behind both container ids (``echo`` free, ``echo-paid`` with
 ``accepted_payments``) is a small HTTP service in its own process that returns its input.
 """
@@ -34,6 +37,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -492,6 +496,10 @@ async def burst_run(
                     except Exception:
                         print(log_path.read_text()[-6000:], file=sys.stderr)
                         raise
+                kept = os.environ.get("BURST_KEEP_LOG")  # where to keep the agent's log
+                if kept and report["transactions"]["gaps"] + report["transactions"]["replaced"]:
+                    shutil.copy(log_path, kept)
+                    report["agent_log"] = kept
     finally:
         echo.terminate()
         echo.join(timeout=10)

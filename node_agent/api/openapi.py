@@ -68,6 +68,11 @@ def _primitives() -> tuple[Schema, Schema, Schema, Schema]:
 def _hand_written() -> dict[str, Schema]:
     string, integer, number, boolean = _primitives()
     when = _nullable({"type": "string", "format": "date-time"})
+    loop_lag = {
+        "type": "object",
+        "required": ["worst_last_minute_ms", "worst_ever_ms", "samples"],
+        "properties": {"worst_last_minute_ms": number, "worst_ever_ms": number, "samples": integer},
+    }
     container_result = {
         "type": "object",
         "required": ["container"],
@@ -131,21 +136,20 @@ def _hand_written() -> dict[str, Schema]:
                         "enabled": boolean,
                         "address": string,
                         "payments": _ref("ChainPayments"),
+                        "event_loop": {
+                            **loop_lag,
+                            "description": "The chain side's own event loop (its thread), "
+                            "sampled the same way.",
+                        },
                     },
                 },
                 "services": {"type": "array", "items": {"type": "object"}},
                 "queues": {"type": "object"},
                 "health": {"type": "object"},
                 "event_loop": {
-                    "type": "object",
+                    **loop_lag,
                     "description": "How late the event loop ran a timer sampled every 20 ms, "
                     "in ms: a step holding the loop delays every request at once.",
-                    "required": ["worst_last_minute_ms", "worst_ever_ms", "samples"],
-                    "properties": {
-                        "worst_last_minute_ms": number,
-                        "worst_ever_ms": number,
-                        "samples": integer,
-                    },
                 },
                 "pulls": {
                     "type": "object",

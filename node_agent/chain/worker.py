@@ -34,6 +34,7 @@ import structlog
 from node_agent.chain.runner import JobRunner, PipelineOutcome
 from node_agent.chain.service import ChainService
 from node_agent.config import Config
+from node_agent.looplag import LoopLagMonitor
 from node_agent.recorder import NO_RECORDER, Recorder
 
 log = structlog.get_logger(__name__)
@@ -117,6 +118,9 @@ class ChainWorker:
         self._thread = threading.Thread(target=self._run, name="chain", daemon=True)
         self._service: ChainSide | None = None
         self._publisher: asyncio.Task[None] | None = None
+        # The chain loop's own lag (/info chain.event_loop): a stalled chain side shows there.
+        self._lag = LoopLagMonitor(NO_RECORDER)
+        self._lag_task: asyncio.Task[None] | None = None
         self._address = ""
         self._status: dict[str, Any] = {"enabled": True, "ready": False}
         self._health: dict[str, Any] = {"status": "degraded", "reason": "chain starting"}
@@ -179,10 +183,12 @@ class ChainWorker:
         self._address = service.address
         self._publish()
         self._publisher = asyncio.create_task(self._publish_loop(), name="chain-status")
+        self._lag_task = asyncio.create_task(self._lag.run(asyncio.Event()), name="chain-loop-lag")
 
     async def _stop_service(self, grace: float) -> None:
-        if self._publisher is not None:
-            self._publisher.cancel()
+        for task in (self._publisher, self._lag_task):
+            if task is not None:
+                task.cancel()
         if self._service is not None:
             await self._service.stop(grace)
             self._publish()
@@ -201,7 +207,7 @@ class ChainWorker:
         if service is None:
             return
         self._health = service.health()
-        self._status = service.status()
+        self._status = {**service.status(), "event_loop": self._lag.status()}
         self._pending = service.pending_count()
 
     # --- what the API loop reads --------------------------------------------------------------

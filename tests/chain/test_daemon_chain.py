@@ -80,6 +80,7 @@ async def test_daemon_fulfils_subscriptions_and_delegated_requests(
         assert chain["address"] == NODE
         assert chain["chain_id"] == 31337
         assert chain["coordinator"] == net.deployment.coordinator
+        assert chain["event_loop"]["samples"] > 0  # the chain thread's loop, watched
         assert info["health"]["chain"]["status"] == "ok"
 
         # 1. A subscription created on-chain by the consumer contract.

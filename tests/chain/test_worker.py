@@ -143,6 +143,8 @@ async def test_the_chain_side_runs_on_its_own_thread_and_containers_on_the_api_l
         assert [t.name for t in threading.enumerate() if t.ident == chain_thread] == ["chain"]
         # the API reads a snapshot the chain loop publishes
         await eventually(lambda: worker.status().get("delivered") == 1)
+        # and its own loop's lag, sampled on the chain loop
+        await eventually(lambda: worker.status()["event_loop"]["samples"] > 0)
         assert worker.health()["status"] == "ok"
         assert worker.address == "0xnode"
     finally:

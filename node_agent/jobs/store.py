@@ -386,9 +386,9 @@ class _Writer(threading.Thread):
                 # own transaction, without BEGIN and COMMIT. Each call into SQLite hands the
                 # interpreter lock over and back; while the chain thread is busy each handover
                 # waits up to a switch interval, and they were most of a commit's latency.
-                self.rows_written += _execute_chunked(conn, _UPSERTS, {row[0]: row})
-                if batch[0].future is not None:
+                if batch[0].future is not None:  # before: a failure must answer it too
                     done.append((batch[0].future, None, None))
+                self.rows_written += _execute_chunked(conn, _UPSERTS, {row[0]: row})
             else:
                 self._run_transaction(conn, batch, done)
         except sqlite3.Error as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from node_agent.errors import StoreUnavailable
+from node_agent.errors import StoreError, StoreUnavailable
 from node_agent.jobs import store as store_module
 from node_agent.jobs.model import ContainerResult, Job, JobStatus
 from node_agent.jobs.store import (
@@ -462,6 +462,26 @@ async def test_a_failed_commit_retries_the_states_it_held(tmp_path: Path) -> Non
     await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT status FROM jobs").fetchall() == [("success",)]
+
+
+async def test_a_lone_creation_whose_commit_fails_hears_the_error(tmp_path: Path) -> None:
+    """A row alone is written without BEGIN/COMMIT; its failure still answers its creator."""
+    path = tmp_path / "jobs.sqlite"
+    store = JobStore(path)
+    await store.open()
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TRIGGER no_inserts BEFORE INSERT ON jobs"
+            " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+    with pytest.raises(StoreError, match="disk says no"):
+        await asyncio.wait_for(store.create(Job(id="j", client="c", containers=["a"])), 10)
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TRIGGER no_inserts")
+    await store.create(Job(id="k", client="c", containers=["a"]))  # alone again: committed
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT id FROM jobs").fetchall() == [("k",)]
 
 
 def wal_size(path: Path) -> int:

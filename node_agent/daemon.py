@@ -55,11 +55,10 @@ from node_agent.ui.page import StatusPage, histogram_buckets
 
 log = structlog.get_logger(__name__)
 
-# The loop hands SQLite writes, Docker and NVML calls to threads, and the chain side runs on a
-# thread of its own; each hand-over of the GIL waits up to this interval while another thread
-# is busy (a burst of deliveries), and a request that writes needs several. Python's default
-# 5 ms put ~30 ms on POST /api/jobs during a burst; 1 ms ~20 ms; 0.25 ms 10-15 ms, for no
-# measurable CPU (bench/chain_bench.py --only burst; docs/chain.md).
+# The loop hands SQLite writes, Docker and NVML calls to threads; each hand-over of the GIL
+# waits up to this interval while another thread is busy, and a request that writes needs
+# several. Python's default 5 ms put ~30 ms on POST /api/jobs during a burst when the chain
+# side still shared the process; 0.25 ms costs no measurable CPU (docs/chain.md).
 GIL_SWITCH_SECONDS = 0.00025
 
 RETENTION_INTERVAL = 60.0
@@ -99,7 +98,7 @@ class Daemon:
         self._runner: web.ServerRunner | None = None
         self._session: Any = None
         self.ctx: NodeContext | None = None
-        self.chain: Any = None  # node_agent.chain.worker.ChainWorker when chain.enabled
+        self.chain: Any = None  # node_agent.chain.process.ChainProcess when chain.enabled
         self.workloads: Any = None  # node_agent.workloads.node.WorkloadNode when enabled
         self.status_page: StatusPage | None = None  # GET /ui, when ui.enabled
         self.tls: TlsCertificate | None = None
@@ -262,7 +261,7 @@ class Daemon:
         ctx = self.ctx
         try:
             # Imported only when enabled: web3 is heavy and most nodes run without a chain.
-            chain_module: Any = importlib.import_module("node_agent.chain.worker")
+            chain_module: Any = importlib.import_module("node_agent.chain.process")
             chain: Any = chain_module.create_chain_service(
                 self.config, self.state_dir, self.jobs.pipeline, self.provider.metrics
             )

@@ -1,12 +1,13 @@
 """Event-loop lag: how late the loop runs a callback that asked to run at a given time.
 
-Every request, job and container call of the node shares the main event loop (the chain side
-has a loop of its own, watched the same way: ``/info`` chain.event_loop), so a step that holds
-it (a CPU-heavy batch, a blocking call that slipped in) delays all of them at once, and no
-per-request latency says which. A sleeper that wakes every ``PERIOD`` and measures how late
-it woke sees exactly that: the lag is the wait any callback ready at that moment had. The
-samples go to the recorder (``node_agent_event_loop_lag_seconds``) and the worst of the last
-minute to ``/info``, so a provider can tell a slow loop from a slow network or container.
+Every request, job and container call of the node shares the main event loop (the chain
+side runs in a process of its own, watched the same way: ``/info`` chain.event_loop), so a
+step that holds it (a CPU-heavy batch, a blocking call that slipped in) delays all of them at
+once, and no per-request latency says which. A sleeper that wakes every ``PERIOD`` and
+measures how late it woke sees exactly that: the lag is the wait any callback ready at that
+moment had. The samples go to the recorder (``node_agent_event_loop_lag_seconds``) and the
+worst of the last minute to ``/info``, so a provider can tell a slow loop from a slow network
+or container.
 """
 
 from __future__ import annotations

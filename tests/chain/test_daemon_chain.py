@@ -10,7 +10,7 @@ subscription on-chain, and a client POSTs delegated subscriptions exactly as inf
 from __future__ import annotations
 
 import json
-import threading
+import os
 from pathlib import Path
 
 import aiohttp
@@ -69,7 +69,7 @@ async def test_daemon_fulfils_subscriptions_and_delegated_requests(
 
         await eventually(chain_health_ok, what="chain check ok in /health")
 
-        async def head_seen() -> bool:  # /info's chain fields: a snapshot (chain/worker.py)
+        async def head_seen() -> bool:  # /info's chain fields: a snapshot (chain/process.py)
             info = await get_json(http, f"{base}/info")
             return bool(info["chain"]["head"] == await net.w3.eth.block_number)
 
@@ -148,9 +148,12 @@ async def test_daemon_fulfils_subscriptions_and_delegated_requests(
         )
         assert len(service.requests) == 3
         assert daemon.chain.status()["address"] == NODE
-        # the chain side ran on its own thread and loop, which stop with the daemon
-        assert any(t.name == "chain" for t in threading.enumerate())
-    assert not any(t.name == "chain" for t in threading.enumerate())
+        # the chain side ran in a process of its own, which stops with the daemon
+        chain_pid = daemon.chain.pid
+        assert chain_pid is not None and chain_pid != os.getpid()
+        os.kill(chain_pid, 0)
+    with pytest.raises(ProcessLookupError):
+        os.kill(chain_pid, 0)
 
 
 async def test_chain_that_cannot_start_is_reported_and_offchain_still_serves(

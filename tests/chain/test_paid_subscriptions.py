@@ -880,7 +880,7 @@ async def test_paid_deliveries_refusals_proofs_and_wallet_in_metrics_and_info(
             await eventually(all_seen, what="paid deliveries, refusal and proof in /metrics")
             assert await deliveries_of(market, paid_eth) and await deliveries_of(market, proven)
             # read every 30 s; now, on the chain's loop
-            await daemon.chain.call(lambda chain: chain.payments.refresh_balances([ETH, token]))
+            await daemon.chain.call("refresh_balances", [ETH, token])
             series = await paid_series(http, base)
             assert series[("node_agent_chain_paid_amount_total", ETH)] == 10**16  # gross
             assert series[("node_agent_chain_paid_amount_total", token)] == stake

@@ -485,9 +485,12 @@ async def _serve(fd: int) -> None:
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     channel = Channel(reader, writer)
     _, config, state_dir, status_every, nice, factory = await channel.receive()
-    if nice:
-        os.nice(nice)
     _forward_logs(channel)
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError as exc:  # a seccomp filter without setpriority: run at the same priority
+            log.warning("chain_process_priority_unchanged", nice=nice, error=str(exc))
     runner = _RemoteRunner(channel)
     module, _, name = factory.partition(":")  # node_agent.chain.service (web3): child only
     build = getattr(importlib.import_module(module), name)

@@ -41,6 +41,9 @@ DELIBERATE_EXPOSURES = {
     "ProcSubset",  # NVML reads /proc/driver/nvidia
     "MemoryDenyWriteExecute",  # ctypes/libffi and vendor libraries may need W+X pages
     "RootDirectoryOrRootImage",  # runs from the host's /opt venv and driver libraries
+    # setpriority only, re-allowed: the chain process lowers its own CPU priority (raising it
+    # needs CAP_SYS_NICE, which the unit does not grant)
+    "SystemCallFilter_resources",
 }
 
 

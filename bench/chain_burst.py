@@ -451,6 +451,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def chain_process_of(agent_pid: int) -> int:
     """The agent's chain process (its child running ``node_agent.chain.process``), 0 if none."""
     try:
@@ -615,6 +625,7 @@ async def measure(
             return info if idle else None
 
         info = await wait_until(settled, 120, "agent settled")
+        rss = {name: rss_mb(pid) for name, pid in pids.items() if name in ("agent", "chain")}
     finally:
         stop.set()
         samples = out.get(timeout=60)
@@ -659,6 +670,8 @@ async def measure(
         # CPU seconds each process used from the opening block to the last delivery (2 cores);
         # "chain" is the agent's chain process
         "cpu_seconds": cpu,
+        # resident memory after the burst (MB): the agent and its chain process
+        "rss_mb": rss,
         "blocks": block_rows,
         "gas_per_delivery": gas,
         "rpc_calls": {
@@ -733,7 +746,7 @@ def print_burst(burst: dict[str, Any]) -> None:
         f"delivered {burst['delivered']} within {burst['blocks_to_all_delivered']} blocks (the"
         f" burst's gas needs {burst['blocks_needed_for_the_gas']} at this gas limit)"
         f" ({burst['seconds_to_all_delivered']} s); block gas limit {burst['block_gas_limit']:,};"
-        f" CPU seconds meanwhile {burst['cpu_seconds']}"
+        f" CPU seconds meanwhile {burst['cpu_seconds']}; RSS after (MB) {burst.get('rss_mb')}"
     )
     per_kind = [
         f"{kind} {g['mean']:,} ({g['min']:,}-{g['max']:,}, n={g['n']})"

@@ -160,20 +160,24 @@ class ChainProcess:
                 pass_fds=(child_end.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
             )
+            reader, writer = await asyncio.open_unix_connection(sock=parent_end)
+        except BaseException:
+            parent_end.close()
+            await self._kill()
+            raise
         finally:
             child_end.close()
-        reader, writer = await asyncio.open_unix_connection(sock=parent_end)
         channel = self._channel = Channel(reader, writer)
         init = (self._config, str(self._state_dir), self._status_every, self._nice, self._factory)
         channel.post(("init", *init))
         try:
             first = await asyncio.wait_for(self._first_answer(channel), START_SECONDS)
+            if first[0] == "failed":
+                raise error_from_wire(first[1])
         except BaseException:
+            channel.close()  # the socket too, on every way out of a failed start
             await self._kill()
             raise
-        if first[0] == "failed":
-            await self._kill()
-            raise error_from_wire(first[1])
         _, self._address = first
         self._reader = asyncio.create_task(self._read_loop(channel), name="chain-process")
 
@@ -523,13 +527,11 @@ async def _serve(fd: int) -> None:
 
     async def serve_call(call_id: int, name: str, args: tuple[Any, ...]) -> None:
         try:
-            result = await calls[name](*args)
+            result, error = await calls[name](*args), None
         except Exception as exc:
-            channel.post(("reply", call_id, None, error_to_wire(exc)))
-        else:
-            channel.post(("reply", call_id, result, None))
-        finally:
-            publish()  # the caller's next read of /info shows what it did
+            result, error = None, error_to_wire(exc)
+        publish()  # before the reply: the caller's next read of /info shows what it did
+        channel.post(("reply", call_id, result, error))
 
     publish()
     channel.post(("ready", service.address))

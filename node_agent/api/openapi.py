@@ -138,7 +138,7 @@ def _hand_written() -> dict[str, Schema]:
                         "payments": _ref("ChainPayments"),
                         "event_loop": {
                             **loop_lag,
-                            "description": "The chain side's own event loop (its thread), "
+                            "description": "The chain side's own event loop (its process), "
                             "sampled the same way.",
                         },
                     },

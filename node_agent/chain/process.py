@@ -234,7 +234,10 @@ class ChainProcess:
                     message = await channel.receive()
                 except (asyncio.IncompleteReadError, ConnectionError):
                     break
-                self._handle(message)
+                try:
+                    self._handle(message)
+                except Exception as exc:  # one bad message must not cut the chain side off
+                    log.error("chain_message_failed", kind=str(message[0]), error=repr(exc)[:300])
                 # A burst sends thousands of messages (runs, metrics, log events) that arrive
                 # buffered: reading them does not suspend, so give the loop a turn now and
                 # then, or the API's requests wait behind all of them.
@@ -310,7 +313,8 @@ class ChainProcess:
             self._channel.post(message)
 
     async def call(self, name: str, *args: Any) -> Any:
-        """Run the child's operation ``name`` (see ``_CALLS``) and return its result."""
+        """Run the child's operation ``name`` (``accept_delegated``, ``refresh_balances``: the
+        ``calls`` of ``_serve``) and return its result; 503 at once if the child is gone."""
         if self._channel is None or self._ended:
             raise _gone()
         call_id = next(self._ids)

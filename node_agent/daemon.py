@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import logging
 import signal
 import sys
 import time
@@ -381,6 +382,8 @@ class Daemon:
     async def _apply_live_settings(self, config: Config) -> None:
         """What components copied at start; the rest read ``self.config``/``ctx.config``."""
         set_log_level(config.log.level)
+        if self.chain is not None:  # the chain process filters its own lines
+            self.chain.set_log_level(logging.getLogger().getEffectiveLevel())
         self.manager.startup_wait = config.startup_wait
         if self.workloads is not None:
             self.workloads.reconfigure(config.workloads)

@@ -10,16 +10,23 @@ The parent (:class:`ChainProcess`, on the API loop) and the child (``python -m
 node_agent.chain.process FD``) talk over one socketpair in length-prefixed pickle frames (both
 ends are this program and nothing else holds the socket):
 
-- parent → child: ``init`` (config, state dir), ``call`` (accept_delegated, refresh_balances),
-  ``ran`` (a container run's outcome), ``stop``;
+- parent → child: ``init`` (config, state dir, log level), ``call`` (accept_delegated,
+  refresh_balances), ``ran`` (a container run's outcome), ``level`` (``log.level`` reloaded),
+  ``stop``;
 - child → parent: ``ready``/``failed``, ``status`` snapshots (every ``STATUS_EVERY`` s and after
   each call), ``reply``, ``run``/``cancel`` (container runs: the pipeline and its admission
-  slots, shared with off-chain jobs, stay in the parent), ``rec`` (metrics) and ``log`` (event
-  dicts, logged by the parent's handlers: one process writes the log file).
+  slots, shared with off-chain jobs, stay in the parent), ``rec`` (metrics), and ``line`` (a log
+  line the child rendered as JSON, written by the parent's handlers: one process writes the log
+  file) or ``log`` (an event dict, when the parent renders for a terminal).
+
+Messages posted within one turn of a loop go out in one write (a burst posts thousands).
 
 The child dies with the parent (``PR_SET_PDEATHSIG`` and the socket's end): an orphan must
 never send a transaction the next agent does not know of. It ignores SIGINT/SIGTERM (systemd
-signals the whole cgroup; the parent stops it with its grace period).
+signals the whole cgroup; the parent stops it with its grace period). A child that dies
+otherwise (the OOM killer, a crash) is started again, with a growing delay, once it is gone for
+certain (two children must never send for the same key); the new one resumes from the journal
+as after a restart of the node.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,6 +55,7 @@ from node_agent.chain.errors import ChainUnavailable
 from node_agent.chain.runner import JobRunner, PipelineOutcome
 from node_agent.config import Config
 from node_agent.errors import NodeAgentError
+from node_agent.logging import RENDERED, json_line, renders_json_lines, shared_processors
 from node_agent.looplag import LoopLagMonitor
 from node_agent.recorder import NO_RECORDER, Recorder
 
@@ -56,7 +65,13 @@ STATUS_EVERY = 0.25  # seconds between status snapshots
 START_SECONDS = 60.0  # the child's imports, journal and key: ready within this
 STOP_MARGIN = 15.0  # beyond the grace period, before the child is killed
 TURN_SECONDS = 0.001  # of message handling before the API loop gets a turn
+WRITE_AT_BYTES = 64 * 1024  # posted messages go out at the end of the turn, or at this size
 CHAIN_NICE = 10  # the chain process yields the CPU to the API (and the containers)
+# A chain process that died is started again after RESTART_FIRST_S, the delay doubling up to
+# RESTART_MAX_S while it keeps dying within STABLE_S of its start.
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 60.0
+STABLE_S = 60.0
 _FRAME = struct.Struct("!I")
 # What the child's recorder forwards (the chain side's metrics).
 _RECORDED = frozenset(
@@ -65,17 +80,46 @@ _RECORDED = frozenset(
 
 
 class Channel:
-    """Length-prefixed pickle frames over a stream socket."""
+    """Length-prefixed pickle frames over a stream socket.
+
+    A message is pickled when posted (an error surfaces at its sender); the frames posted in
+    one turn of the loop go out in one write: one system call and one wake-up of the other
+    side for a whole burst of metrics and log lines instead of one each. Safe to post from
+    another thread (a library logging there)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._outbox: list[bytes] = []
+        self._outbox_bytes = 0
 
     def post(self, message: tuple[Any, ...]) -> None:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        self._writer.write(_FRAME.pack(len(data)) + data)
+        frame = _FRAME.pack(len(data)) + data
+        if threading.get_ident() != self._thread:
+            self._loop.call_soon_threadsafe(self._queue, frame)
+        else:
+            self._queue(frame)
+
+    def _queue(self, frame: bytes) -> None:
+        if not self._outbox:
+            self._loop.call_soon(self.flush)
+        self._outbox.append(frame)
+        self._outbox_bytes += len(frame)
+        if self._outbox_bytes >= WRITE_AT_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what was posted (the end of the turn does it anyway)."""
+        if self._outbox and not self._writer.is_closing():
+            self._writer.write(b"".join(self._outbox))
+        self._outbox.clear()
+        self._outbox_bytes = 0
 
     async def drain(self) -> None:
+        self.flush()
         await self._writer.drain()
 
     async def receive(self) -> tuple[Any, ...]:
@@ -85,6 +129,7 @@ class Channel:
         return message
 
     def close(self) -> None:
+        self.flush()
         self._writer.close()
 
 
@@ -124,6 +169,7 @@ class ChainProcess:
         *,
         nice: int = CHAIN_NICE,
         status_every: float = STATUS_EVERY,
+        restart_after: float = RESTART_FIRST_S,
         factory: str = "node_agent.chain.service:ChainService",
     ) -> None:
         self._factory = factory  # what the child builds (tests give a stand-in)
@@ -145,6 +191,12 @@ class ChainProcess:
         self._pending = 0
         self._stopping = False
         self._ended = False
+        self._restart_first = restart_after
+        self._restart_delay = restart_after
+        self._restarts = 0
+        self._started_at = 0.0
+        self._restart_at: float | None = None  # when the next start is due (monotonic)
+        self._restarter: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -152,6 +204,9 @@ class ChainProcess:
 
     async def start(self) -> None:
         """Start the child and its service; raises what the service's start raised there."""
+        await self._spawn()
+
+    async def _spawn(self) -> None:
         parent_end, child_end = socket.socketpair()
         try:
             self._process = await asyncio.create_subprocess_exec(
@@ -169,7 +224,8 @@ class ChainProcess:
             child_end.close()
         channel = self._channel = Channel(reader, writer)
         init = (self._config, str(self._state_dir), self._status_every, self._nice, self._factory)
-        channel.post(("init", *init))
+        logs = (logging.getLogger().getEffectiveLevel(), renders_json_lines())
+        channel.post(("init", *init, *logs))
         try:
             first = await asyncio.wait_for(self._first_answer(channel), START_SECONDS)
             if first[0] == "failed":
@@ -179,6 +235,8 @@ class ChainProcess:
             await self._kill()
             raise
         _, self._address = first
+        self._ended = False
+        self._started_at = time.monotonic()
         self._reader = asyncio.create_task(self._read_loop(channel), name="chain-process")
 
     async def _first_answer(self, channel: Channel) -> tuple[Any, ...]:
@@ -196,6 +254,9 @@ class ChainProcess:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop the service (``grace`` for in-flight deliveries), then wait for the child."""
         self._stopping = True
+        if self._restarter is not None:
+            self._restarter.cancel()
+            await asyncio.gather(self._restarter, return_exceptions=True)
         process = self._process
         if process is None:
             return
@@ -253,12 +314,53 @@ class ChainProcess:
             for task in self._runs.values():
                 task.cancel()
             if not self._stopping:
-                log.error("chain_process_ended", exit_code=await self._exit_code())
+                if time.monotonic() - self._started_at >= STABLE_S:
+                    self._restart_delay = self._restart_first  # it ran well: start over
+                delay = self._next_delay()
+                exit_code = await self._exit_code()
+                log.error("chain_process_ended", exit_code=exit_code, restart_in_s=delay)
+                if not self._stopping:
+                    self._restarter = asyncio.create_task(self._restart(), name="chain-restart")
+
+    def _next_delay(self) -> float:
+        """The wait before the next start (it doubles for the one after)."""
+        delay = self._restart_delay
+        self._restart_delay = min(delay * 2, RESTART_MAX_S)
+        self._restart_at = time.monotonic() + delay
+        return delay
+
+    async def _restart(self) -> None:
+        """Start a new child once the old one is gone; retried with a growing delay."""
+        while not self._stopping:
+            due = self._restart_at or time.monotonic()
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await self._kill()  # gone for certain before another child may send
+            if self._channel is not None:
+                self._channel.close()
+            try:
+                await self._spawn()
+            except Exception as exc:
+                retry_in = self._next_delay()
+                log.error(
+                    "chain_process_restart_failed", error=repr(exc)[:300], retry_in_s=retry_in
+                )
+                continue
+            self._restarts += 1
+            self._restart_at = None
+            log.warning("chain_process_restarted", pid=self.pid, restarts=self._restarts)
+            return
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "status":
             _, self._status, self._health, self._pending = message
+        elif kind == "line":
+            _, level, name, line = message
+            logger = logging.getLogger(name)
+            if logger.isEnabledFor(level):  # a reload may have raised the level meanwhile
+                logger.handle(
+                    logger.makeRecord(name, level, "", 0, line, (), None, extra={RENDERED: line})
+                )
         elif kind == "log":
             _, level, name, event, fields = message
             structlog.get_logger(name).log(level, event, **fields)
@@ -312,6 +414,10 @@ class ChainProcess:
         if self._channel is not None and not self._ended:
             self._channel.post(message)
 
+    def set_log_level(self, level: int) -> None:
+        """``log.level`` reloaded: the child filters its own lines by it."""
+        self._post(("level", level))
+
     async def call(self, name: str, *args: Any) -> Any:
         """Run the child's operation ``name`` (``accept_delegated``, ``refresh_balances``: the
         ``calls`` of ``_serve``) and return its result; 503 at once if the child is gone."""
@@ -336,11 +442,17 @@ class ChainProcess:
         return self._pending
 
     def status(self) -> dict[str, Any]:
-        return dict(self._status)
+        return {**self._status, "process_restarts": self._restarts}
 
     def health(self) -> dict[str, Any]:
         if self._ended and not self._stopping:
-            return {**self._status, "status": "unhealthy", "reason": "chain process stopped"}
+            due = self._restart_at
+            return {
+                **self.status(),
+                "status": "unhealthy",
+                "reason": "chain process stopped",
+                "restart_in_s": None if due is None else round(max(0.0, due - time.monotonic()), 1),
+            }
         return dict(self._health)
 
     async def accept_delegated(self, body: Mapping[str, Any], client_ip: str) -> None:
@@ -436,24 +548,47 @@ class _ForwardHandler(logging.Handler):
             self.handleError(record)
 
 
-def _forward_logs(channel: Channel) -> None:
-    """structlog events as (level, logger, event, fields) to the parent, which renders them
-    and filters them by its level (so a reload of ``log.level`` applies here too); the chain
-    side logs little below info."""
+class _LogLevel:
+    """The parent's level, applied here (a reload sends the new one): what it would drop is
+    neither rendered nor sent."""
 
-    def forward(logger: Any, method: str, event_dict: Any) -> Any:
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+    def __call__(self, logger: Any, method: str, event_dict: Any) -> Any:
+        if _LEVELS.get(method, 20) < self.level:
+            raise structlog.DropEvent
+        return event_dict
+
+
+def _forward_logs(channel: Channel, level: _LogLevel, json_lines: bool) -> None:
+    """structlog events to the parent: as JSON lines rendered here when every handler of the
+    parent writes JSON (journald, a file: the parent only writes them), else as event dicts
+    the parent renders (a terminal)."""
+
+    def send_line(logger: Any, method: str, event_dict: Any) -> Any:
+        line = json_line(event_dict)
+        channel.post(("line", _LEVELS.get(method, 20), getattr(logger, "name", ""), line))
+        raise structlog.DropEvent
+
+    def send_event(logger: Any, method: str, event_dict: Any) -> Any:
         event = str(event_dict.pop("event", ""))
         event_dict.pop("level", None)
         fields = {k: v if _plain(v) else repr(v) for k, v in event_dict.items()}
         channel.post(("log", _LEVELS.get(method, 20), getattr(logger, "name", ""), event, fields))
         raise structlog.DropEvent
 
-    structlog.configure(
-        processors=[
+    processors: list[Any] = [level]
+    if json_lines:
+        processors += [*shared_processors(), send_line]
+    else:
+        processors += [
             structlog.contextvars.merge_contextvars,
             structlog.processors.format_exc_info,
-            forward,
-        ],
+            send_event,
+        ]
+    structlog.configure(
+        processors=processors,
         logger_factory=lambda *args: _Named(str(args[0]) if args else "node_agent.chain"),
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         cache_logger_on_first_use=True,
@@ -492,8 +627,10 @@ async def _serve(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     channel = Channel(reader, writer)
-    _, config, state_dir, status_every, nice, factory = await channel.receive()
-    _forward_logs(channel)
+    init = await channel.receive()
+    _, config, state_dir, status_every, nice, factory, log_level, json_lines = init
+    level = _LogLevel(log_level)
+    _forward_logs(channel, level, json_lines)
     if nice:
         try:
             os.nice(nice)
@@ -555,6 +692,8 @@ async def _serve(fd: int) -> None:
                 task = asyncio.create_task(serve_call(*message[1:]))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+            elif kind == "level":
+                level.level = int(message[1])
             elif kind == "stop":
                 grace = float(message[1])
                 return

@@ -51,6 +51,7 @@ PRUNE_EVERY = 600.0  # seconds between retention passes (at most)
 PRUNE_BATCH = 5000  # deliveries deleted per journal transaction
 START_SLICE = 8  # deliveries started per turn of the event loop (their first steps run then)
 OPENED_KEPT = 10_000  # deliveries whose opening block is remembered for the latency histogram
+UNTRACKED_PER_LINE = 500  # subscription ids per "subscriptions_untracked" line
 # A delivery refused for a transient reason (payments.TRANSIENT) is checked again on the next
 # block or after RETRY_FIRST_S, then after delays doubling up to RETRY_MAX_S (jittered).
 RETRY_FIRST_S = 2.0
@@ -489,10 +490,14 @@ class ChainService:
             self._chains.pop(sub_id, None)
             self._full.pop(sub_id, None)
         await self.journal.drop_subscriptions(dropped)
-        for sub_id in dropped:
-            if self.sender is not None:
-                await self.sender.budget.turn()  # hundreds at once after a burst's last block
-            log.info("subscription_untracked", id=sub_id, reason=reason)
+        if len(dropped) == 1:
+            log.info("subscription_untracked", id=dropped[0], reason=reason)
+            return
+        # A burst's last block ends hundreds at once: a line per chunk, not one per id (each
+        # line costs both processes; the delivery_final lines already name every delivery).
+        for start in range(0, len(dropped), UNTRACKED_PER_LINE):
+            chunk = dropped[start : start + UNTRACKED_PER_LINE]
+            log.info("subscriptions_untracked", count=len(chunk), ids=chunk, reason=reason)
 
     def _delivered_last(self, sub_id: int, interval: int) -> bool:
         """Our delivery of the last interval is final: a node delivers an interval at most once,
@@ -741,8 +746,9 @@ class ChainService:
         if refusal.transient and not final and self._wait_for_funds(job, refusal):
             return
         self._waiting.pop(job, None)
-        self.payments.note_refusal(job, refusal)
         await self.journal.mark(key, interval, jr.SKIPPED, f"Invalid payment: {refusal.message}")
+        # counted once journaled: what /info shows as refused can be read back as skipped
+        self.payments.note_refusal(job, refusal)
         self._handled.add((key, interval))
         self._delivery_ended(key, interval, jr.SKIPPED)
         if key.startswith("d:"):

@@ -200,12 +200,15 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.StreamWriter] = set()
+        self._cut = False
 
     async def start(self) -> None:
+        self._cut = False
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port or 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def cut(self) -> None:
+        self._cut = True
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -215,12 +218,19 @@ class TcpProxy:
         self._conns.clear()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Tracked at once: a connection accepted just before a cut, still opening its way
+        # upstream, must not survive it (the node's pool would keep using it).
+        self._conns.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
             writer.close()
             return
-        self._conns.update({writer, up_writer})
+        if self._cut:
+            writer.close()
+            up_writer.close()
+            return
+        self._conns.add(up_writer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:

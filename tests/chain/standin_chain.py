@@ -27,13 +27,17 @@ class StandInChain:
         self.recorder = recorder
         self.runs = 0
         self.accepted = 0
+        fail_if = os.environ.get("STANDIN_FAIL_START_IF", "")  # while this file exists
+        self.fail_start = bool(os.environ.get("STANDIN_FAIL_START")) or (
+            bool(fail_if) and os.path.exists(fail_if)
+        )
 
     @property
     def address(self) -> str:
         return f"0xstandin-{os.getpid()}"
 
     async def start(self) -> None:
-        if os.environ.get("STANDIN_FAIL_START"):
+        if self.fail_start:
             raise GuardianRejection("Invalid payment", {"code": "test", "reason": "no start"})
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -57,6 +61,8 @@ class StandInChain:
             )
             self.runs += 1
             log.info("standin_ran", outcome=repr(outcome.results), client=client_ip)
+        if "warn" in body:
+            log.warning("standin_warned", reason=body["warn"])
         if "run_for" in body:  # a run given up after this long (a delivery cancelled)
             try:
                 await asyncio.wait_for(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import aiohttp
@@ -93,7 +94,7 @@ async def test_daemon_fulfils_subscriptions_and_delegated_requests(
             return bool(await contract.functions.deliveryCount().call() == count)
 
         await eventually(lambda: delivered(consumer, 1), what="subscription delivered")
-        record = await consumer.functions.getDelivery(1, 1).call()
+        record = record_one = await consumer.functions.getDelivery(1, 1).call()
         assert record[0] == NODE
         (text,) = decode(["string"], record[3])
         assert json.loads(text) == {"service": "echo", "input": "6869", "source": 0}
@@ -151,6 +152,25 @@ async def test_daemon_fulfils_subscriptions_and_delegated_requests(
         # the chain side ran in a process of its own, which stops with the daemon
         chain_pid = daemon.chain.pid
         assert chain_pid is not None and chain_pid != os.getpid()
+        os.kill(chain_pid, 0)
+
+        # 4. Killed (the OOM killer), the chain process is started again and resumes from its
+        # journal: what it delivered stays delivered once, new intervals are delivered.
+        os.kill(chain_pid, signal.SIGKILL)
+
+        async def started_again() -> bool:
+            return daemon.chain.pid != chain_pid and await chain_health_ok()
+
+        await eventually(started_again, what="chain process started again")
+        assert daemon.chain.status()["process_restarts"] == 1
+        await transact(
+            net.w3, DEPLOYER_KEY, consumer.functions.createSubscription("echo", 1, PERIOD, 1, False)
+        )
+        await advance_time(net.w3, PERIOD + 1)
+        await eventually(lambda: delivered(consumer, 2), what="delivered after the restart")
+        assert await consumer.functions.getDelivery(1, 1).call() == record_one
+        assert len(service.requests) == 4  # nothing computed twice
+        chain_pid = daemon.chain.pid
         os.kill(chain_pid, 0)
     with pytest.raises(ProcessLookupError):
         os.kill(chain_pid, 0)

@@ -8,6 +8,9 @@ test_daemon_chain.py, test_agent_processes.py and the burst."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
 import os
 import signal
 import sys
@@ -18,15 +21,17 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from node_agent.chain.errors import ChainUnavailable
 from node_agent.chain.process import ChainProcess
 from node_agent.chain.runner import JobRunner
-from node_agent.config import Config
+from node_agent.config import Config, LogConfig
 from node_agent.errors import GuardianRejection
 from node_agent.jobs.model import ContainerResult
 from node_agent.jobs.pipeline import PipelineOutcome
+from node_agent.logging import RENDERED, configure_logging
 from node_agent.recorder import Recorder
 
 STANDIN = "tests.chain.standin_chain:StandInChain"
@@ -102,8 +107,9 @@ async def started(
 
 
 async def test_the_chain_side_runs_in_its_own_process_and_containers_in_the_parent(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)  # the child drops lines below the parent's level
     runner, recorder = RecordingRunner(), RecordingRecorder()
     chain = await started(tmp_path, runner, recorder)
     try:
@@ -127,6 +133,46 @@ async def test_the_chain_side_runs_in_its_own_process_and_containers_in_the_pare
         await chain.stop(2.0)
     assert not alive(child)
     assert chain.health()["status"] == "ok"  # stopped on purpose: not a dead process
+
+
+async def test_with_json_logs_the_child_renders_its_lines_and_follows_the_parents_level(
+    tmp_path: Path,
+) -> None:
+    """journald and log files take JSON: the child renders its lines (redacted, the parent's
+    format) and the parent only writes them; a reloaded level reaches the child."""
+    stream, path = io.StringIO(), tmp_path / "agent.log"
+    configure_logging(LogConfig(level="INFO", format="json", path=str(path)), stream=stream)
+    structlog.get_logger("tests.parent").info("parent_line", n=1)
+    chain = await started(tmp_path, RecordingRunner())
+    records: list[logging.LogRecord] = []
+    watcher = logging.Handler()
+    watcher.emit = records.append  # type: ignore[method-assign,assignment]
+    logging.getLogger().addHandler(watcher)  # after the start: the child chose JSON lines
+    try:
+        secret = "0x" + "ab" * 32  # shaped like a private key
+        await chain.accept_delegated({"run": {"key": secret}}, "10.0.0.1")
+        chain.set_log_level(logging.WARNING)
+        await chain.accept_delegated({"run": {"x": 2}, "warn": "low balance"}, "10.0.0.2")
+    finally:
+        await chain.stop(2.0)
+        logging.getLogger().removeHandler(watcher)
+    # rendered in the child: the parent's record carries the finished line
+    (ran_record,) = [r for r in records if '"standin_ran"' in r.getMessage()]
+    assert json.loads(getattr(ran_record, RENDERED))["event"] == "standin_ran"
+    for text in (stream.getvalue(), path.read_text()):
+        lines = [json.loads(line) for line in text.splitlines()]
+        events = [line["event"] for line in lines]
+        # the info line of the second call was dropped in the child: it came after the level
+        assert events.count("standin_ran") == 1 and "standin_warned" in events
+        assert "standin_stopped" not in events  # info, after the level went to warning
+        ran = lines[events.index("standin_ran")]
+        assert ran["client"] == "10.0.0.1" and ran["level"] == "info"
+        assert ran["logger"] == "tests.standin_chain" and ran["timestamp"].endswith("Z")
+        assert secret not in text and "[redacted]" in ran["outcome"]
+        parent = lines[events.index("parent_line")]
+        assert list(ran)[-3:] == list(parent)[-3:] == ["level", "logger", "timestamp"]
+        warned = lines[events.index("standin_warned")]
+        assert warned["level"] == "warning" and warned["reason"] == "low balance"
 
 
 async def test_errors_cross_intact_and_a_given_up_run_is_cancelled_in_the_parent(
@@ -157,19 +203,53 @@ async def test_a_chain_side_that_cannot_start_raises_its_error_and_leaves_no_pro
     assert chain.pid is not None and not alive(chain.pid)
 
 
-async def test_a_chain_process_that_died_is_unhealthy_and_calls_fail_at_once(
-    tmp_path: Path,
+async def test_a_chain_process_that_died_is_unhealthy_then_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    chain = await started(tmp_path, RecordingRunner())
-    assert chain.pid is not None
-    with capture_logs() as logs:
-        os.kill(chain.pid, signal.SIGKILL)
-        await eventually(lambda: chain.health()["status"] == "unhealthy")
-    assert chain.health()["reason"] == "chain process stopped"
-    assert any(e["event"] == "chain_process_ended" for e in logs)
-    with pytest.raises(ChainUnavailable):
-        await asyncio.wait_for(chain.accept_delegated({}, "10.0.0.1"), 5)
-    await chain.stop(1.0)
+    """Killed (the OOM killer, a crash): calls fail at once while it is down, a new child is
+    started once the old one is gone, with a growing delay while starts fail."""
+    caplog.set_level(logging.INFO)
+    broken = tmp_path / "broken"
+    monkeypatch.setenv("STANDIN_FAIL_START_IF", str(broken))
+    runner = RecordingRunner()
+    chain = ChainProcess(
+        Config(), tmp_path, cast(JobRunner, runner), factory=STANDIN, restart_after=0.3
+    )
+    await chain.start()
+    first = chain.pid
+    assert first is not None
+    try:
+        with capture_logs() as logs:
+            broken.touch()  # the next start fails: the one after waits twice as long
+            os.kill(first, signal.SIGKILL)
+            await eventually(lambda: chain.health()["status"] == "unhealthy")
+            health = chain.health()
+            assert health["reason"] == "chain process stopped"
+            assert 0 <= health["restart_in_s"] <= 0.3
+            with pytest.raises(ChainUnavailable):
+                await asyncio.wait_for(chain.accept_delegated({}, "10.0.0.1"), 5)
+            failed: list[Any] = []
+
+            def restart_failed() -> bool:
+                failed[:] = [e for e in logs if e["event"] == "chain_process_restart_failed"]
+                return bool(failed)
+
+            await eventually(restart_failed)
+            assert failed[0]["retry_in_s"] == 0.6
+            assert chain.health()["status"] == "unhealthy" and not alive(first)
+            broken.unlink()
+            await eventually(lambda: chain.health()["status"] == "ok")
+        ended = [e for e in logs if e["event"] == "chain_process_ended"]
+        assert ended[0]["exit_code"] == -signal.SIGKILL and ended[0]["restart_in_s"] == 0.3
+        restarted = [e for e in logs if e["event"] == "chain_process_restarted"]
+        assert restarted and restarted[0]["pid"] == chain.pid != first
+        assert chain.status()["process_restarts"] == 1
+        # the new child works: its container runs come to this process's pipeline again
+        await chain.accept_delegated({"run": {"x": 2}}, "10.0.0.1")
+        assert runner.runs[-1] == (["echo"], {"x": 2}, os.getpid())
+    finally:
+        await chain.stop(1.0)
+    assert chain.pid is not None and not alive(chain.pid)
 
 
 PARENT = """

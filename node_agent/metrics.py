@@ -177,6 +177,12 @@ class AgentMetrics(Recorder):
         )
         for outcome in PROOF_OUTCOMES:
             self.proof_outcomes.labels(outcome)
+        self.chain_restarts = Counter(
+            "node_agent_chain_process_restarts",
+            "Chain processes started again after the previous one died (the OOM killer, a "
+            "crash); each resumed from the journal",
+            registry=r,
+        )
         self.loop_lag = Histogram(
             "node_agent_event_loop_lag_seconds",
             "How late the event loop ran a timer (sampled every 20 ms): the wait any request, "
@@ -223,6 +229,9 @@ class AgentMetrics(Recorder):
 
     def proof_settled(self, outcome: str) -> None:
         self.proof_outcomes.labels(outcome).inc()
+
+    def chain_process_restarted(self) -> None:
+        self.chain_restarts.inc()
 
     def loop_lagged(self, seconds: float) -> None:
         self.loop_lag.observe(seconds)

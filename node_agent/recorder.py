@@ -43,6 +43,9 @@ class Recorder:
     def proof_settled(self, outcome: str) -> None:
         """A proof request of the node's ended ``released`` or ``slashed``."""
 
+    def chain_process_restarted(self) -> None:
+        """The chain process died (not stopped by the agent) and a new one was started."""
+
     def loop_lagged(self, seconds: float) -> None:
         """The event loop ran a timer ``seconds`` late (``node_agent.looplag``)."""
 

@@ -347,6 +347,7 @@ class ChainProcess:
                 continue
             self._restarts += 1
             self._restart_at = None
+            self._recorder.chain_process_restarted()
             log.warning("chain_process_restarted", pid=self.pid, restarts=self._restarts)
             return
 

@@ -81,9 +81,13 @@ class RecordingRunner:
 class RecordingRecorder(Recorder):
     def __init__(self) -> None:
         self.rpc: list[tuple[str, float]] = []
+        self.restarts = 0
 
     def rpc_called(self, method: str, seconds: float) -> None:
         self.rpc.append((method, seconds))
+
+    def chain_process_restarted(self) -> None:
+        self.restarts += 1
 
 
 def alive(pid: int) -> bool:
@@ -211,10 +215,9 @@ async def test_a_chain_process_that_died_is_unhealthy_then_started_again(
     caplog.set_level(logging.INFO)
     broken = tmp_path / "broken"
     monkeypatch.setenv("STANDIN_FAIL_START_IF", str(broken))
-    runner = RecordingRunner()
-    chain = ChainProcess(
-        Config(), tmp_path, cast(JobRunner, runner), factory=STANDIN, restart_after=0.3
-    )
+    runner, recorder = RecordingRunner(), RecordingRecorder()
+    pipeline = cast(JobRunner, runner)
+    chain = ChainProcess(Config(), tmp_path, pipeline, recorder, factory=STANDIN, restart_after=0.3)
     await chain.start()
     first = chain.pid
     assert first is not None
@@ -243,7 +246,7 @@ async def test_a_chain_process_that_died_is_unhealthy_then_started_again(
         assert ended[0]["exit_code"] == -signal.SIGKILL and ended[0]["restart_in_s"] == 0.3
         restarted = [e for e in logs if e["event"] == "chain_process_restarted"]
         assert restarted and restarted[0]["pid"] == chain.pid != first
-        assert chain.status()["process_restarts"] == 1
+        assert chain.status()["process_restarts"] == 1 and recorder.restarts == 1
         # the new child works: its container runs come to this process's pipeline again
         await chain.accept_delegated({"run": {"x": 2}}, "10.0.0.1")
         assert runner.runs[-1] == (["echo"], {"x": 2}, os.getpid())

@@ -110,6 +110,8 @@ def test_service_settings_the_agent_relies_on() -> None:
     ]
     assert values(text, "Service", "ExecReload") == ["/bin/kill -HUP $MAINPID"]
     assert values(text, "Service", "Restart") == ["on-failure"]
+    # an OOM-killed chain process is the agent's to start again, not a reason to stop the node
+    assert values(text, "Service", "OOMPolicy") == ["continue"]
     assert values(text, "Service", "StateDirectory") == ["node-agent"]
     assert values(text, "Service", "ConfigurationDirectory") == ["node-agent"]
     assert values(text, "Service", "User") == ["node-agent"]

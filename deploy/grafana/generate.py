@@ -339,7 +339,20 @@ panel(
     ],
     unit="percentunit",
 )
-panel("Chain loop failures in a row", [(f"node_agent_chain_loop_failures{{{I}}}", "{{loop}}")])
+panel(
+    "Chain loop failures in a row; chain process restarts",
+    [
+        (f"node_agent_chain_loop_failures{{{I}}}", "{{loop}}"),
+        (
+            f"increase(node_agent_chain_process_restarts_total{{{I}}}[1h])",
+            "process restarts (1 h) {{instance}}",
+        ),
+    ],
+    decimals=0,
+    description="A loop failing again and again (its last error: /info chain.last_error); the "
+    "chain process started again after it died (the OOM killer, a crash: chain_process_ended "
+    "in the log).",
+)
 end_row()
 row("Payments")
 panel(

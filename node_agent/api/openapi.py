@@ -141,6 +141,11 @@ def _hand_written() -> dict[str, Schema]:
                             "description": "The chain side's own event loop (its process), "
                             "sampled the same way.",
                         },
+                        "process_restarts": {
+                            **integer,
+                            "description": "Times the chain process died (the OOM killer, a "
+                            "crash) and a new one was started; it resumes from the journal.",
+                        },
                     },
                 },
                 "services": {"type": "array", "items": {"type": "object"}},

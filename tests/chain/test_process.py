@@ -25,7 +25,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from node_agent.chain.errors import ChainUnavailable
-from node_agent.chain.process import ChainProcess
+from node_agent.chain.process import ChainProcess, Channel
 from node_agent.chain.runner import JobRunner
 from node_agent.config import Config, LogConfig
 from node_agent.errors import GuardianRejection
@@ -255,10 +255,41 @@ async def test_a_chain_process_that_died_is_unhealthy_then_started_again(
     assert chain.pid is not None and not alive(chain.pid)
 
 
+async def test_a_message_that_fails_to_be_handled_is_logged_and_skipped(tmp_path: Path) -> None:
+    """One bad message must not end the reader: that would cut the chain side off."""
+
+    class Feed:
+        def __init__(self, messages: list[tuple[Any, ...]]) -> None:
+            self.messages = messages
+
+        async def receive(self) -> tuple[Any, ...]:
+            if not self.messages:
+                raise asyncio.IncompleteReadError(b"", 4)
+            return self.messages.pop(0)
+
+    recorder = RecordingRecorder()
+    chain = ChainProcess(
+        Config(), tmp_path, cast(JobRunner, RecordingRunner()), recorder, factory=STANDIN
+    )
+    chain._stopping = True  # the feed's end is no death: nothing to start again
+    feed = Feed(
+        [
+            ("rec", "rpc_called", ("eth_call",)),  # an argument short: raises in the handler
+            ("rec", "rpc_called", ("eth_call", 0.5)),
+            ("status", {"enabled": True}, {"status": "ok"}, 3),
+        ]
+    )
+    with capture_logs() as logs:
+        await chain._read_loop(cast(Channel, feed))
+    (failed,) = [e for e in logs if e["event"] == "chain_message_failed"]
+    assert failed["kind"] == "rec" and "TypeError" in failed["error"]
+    assert recorder.rpc == [("eth_call", 0.5)] and chain.pending_count() == 3
+
+
 PARENT = """
 import asyncio, sys
 from pathlib import Path
-from node_agent.chain.process import ChainProcess
+from node_agent.chain.process import ChainProcess, Channel
 from node_agent.chain.runner import JobRunner
 from node_agent.config import Config
 from node_agent.recorder import Recorder

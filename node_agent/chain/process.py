@@ -53,6 +53,7 @@ import structlog
 
 from node_agent.chain.errors import ChainUnavailable
 from node_agent.chain.runner import JobRunner, PipelineOutcome
+from node_agent.chain.settings import OnchainConfig
 from node_agent.config import Config
 from node_agent.errors import NodeAgentError
 from node_agent.logging import RENDERED, json_line, renders_json_lines, shared_processors
@@ -66,7 +67,8 @@ START_SECONDS = 60.0  # the child's imports, journal and key: ready within this
 STOP_MARGIN = 15.0  # beyond the grace period, before the child is killed
 TURN_SECONDS = 0.001  # of message handling before the API loop gets a turn
 WRITE_AT_BYTES = 64 * 1024  # posted messages go out at the end of the turn, or at this size
-CHAIN_NICE = 10  # the chain process yields the CPU to the API (and the containers)
+# onchain.process_nice's default: the chain process yields the CPU to the API and the containers
+CHAIN_NICE: int = OnchainConfig.model_fields["process_nice"].default
 # A chain process that died is started again after RESTART_FIRST_S, the delay doubling up to
 # RESTART_MAX_S while it keeps dying within STABLE_S of its start.
 RESTART_FIRST_S = 1.0
@@ -464,7 +466,7 @@ def create_chain_service(
     config: Config, state_dir: Path, runner: JobRunner, recorder: Recorder = NO_RECORDER
 ) -> ChainProcess:
     """Factory the daemon calls (it imports this module only when the chain is enabled)."""
-    return ChainProcess(config, state_dir, runner, recorder)
+    return ChainProcess(config, state_dir, runner, recorder, nice=config.onchain.process_nice)
 
 
 # --- the child ----------------------------------------------------------------------------------

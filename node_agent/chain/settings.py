@@ -25,6 +25,9 @@ class OnchainConfig(BaseModel):
     # a batch already signing may pass it by its size). Many in flight is what makes a burst
     # of deliveries fast; endpoints and pools limit how many one account may have pending.
     max_pending_transactions: int = Field(1000, ge=1)
+    # The chain process's niceness above the agent's (0-19): higher serves the HTTP API and the
+    # containers first when the CPU is short; lower puts deliveries into fewer blocks in a burst.
+    process_nice: int = Field(10, ge=0, le=19)
     # Delegated subscriptions
     max_delegated: int = Field(10_000, ge=1)
     # Final deliveries (and their transactions) are kept in the journal this long, then pruned

@@ -25,8 +25,9 @@ import structlog
 from structlog.testing import capture_logs
 
 from node_agent.chain.errors import ChainUnavailable
-from node_agent.chain.process import ChainProcess, Channel
+from node_agent.chain.process import CHAIN_NICE, ChainProcess, Channel
 from node_agent.chain.runner import JobRunner
+from node_agent.chain.settings import OnchainConfig
 from node_agent.config import Config, LogConfig
 from node_agent.errors import GuardianRejection
 from node_agent.jobs.model import ContainerResult
@@ -119,6 +120,9 @@ async def test_the_chain_side_runs_in_its_own_process_and_containers_in_the_pare
     try:
         child = chain.pid
         assert child is not None and child != os.getpid() and alive(child)
+        # onchain.process_nice (10): the API and the containers get the CPU first
+        niceness = os.getpriority(os.PRIO_PROCESS, child) - os.getpriority(os.PRIO_PROCESS, 0)
+        assert niceness == OnchainConfig().process_nice == CHAIN_NICE
         assert chain.address == f"0xstandin-{child}"
         with capture_logs() as logs:
             await chain.accept_delegated({"run": {"x": 1}}, "10.0.0.1")
@@ -289,7 +293,8 @@ async def test_a_message_that_fails_to_be_handled_is_logged_and_skipped(tmp_path
 PARENT = """
 import asyncio, sys
 from pathlib import Path
-from node_agent.chain.process import ChainProcess, Channel
+from node_agent.chain.process import CHAIN_NICE, ChainProcess, Channel
+from node_agent.chain.settings import OnchainConfig
 from node_agent.chain.runner import JobRunner
 from node_agent.config import Config
 from node_agent.recorder import Recorder

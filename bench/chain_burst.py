@@ -451,6 +451,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def steal_seconds() -> float:
+    """CPU time the VM's host took from this machine so far (all CPUs; /proc/stat), 0 when it
+    cannot be read: the bench's slow phases on a shared host show up here."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -596,6 +606,7 @@ async def measure(
         await wait_until(opened, 60, "opening block", every=0.02)
         began = time.time()
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        steal_before = steal_seconds()
         # the opening block: the first whose timestamp reaches T
         number = await opened()
         assert number is not None
@@ -617,6 +628,7 @@ async def measure(
                 (await response.json()).get("event_loop", {}).get("worst_last_minute_ms")
             )
         cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items()}
+        steal = round(steal_seconds() - steal_before, 2)
 
         async def settled() -> dict[str, Any] | None:
             info = await chain_info(http, base)
@@ -670,6 +682,8 @@ async def measure(
         # CPU seconds each process used from the opening block to the last delivery (2 cores);
         # "chain" is the agent's chain process
         "cpu_seconds": cpu,
+        # CPU seconds the VM's host took away meanwhile (steal, both CPUs): the slow phases
+        "steal_seconds": steal,
         # resident memory after the burst (MB): the agent and its chain process
         "rss_mb": rss,
         "blocks": block_rows,
@@ -746,7 +760,8 @@ def print_burst(burst: dict[str, Any]) -> None:
         f"delivered {burst['delivered']} within {burst['blocks_to_all_delivered']} blocks (the"
         f" burst's gas needs {burst['blocks_needed_for_the_gas']} at this gas limit)"
         f" ({burst['seconds_to_all_delivered']} s); block gas limit {burst['block_gas_limit']:,};"
-        f" CPU seconds meanwhile {burst['cpu_seconds']}; RSS after (MB) {burst.get('rss_mb')}"
+        f" CPU seconds meanwhile {burst['cpu_seconds']} (host steal {burst.get('steal_seconds')});"
+        f" RSS after (MB) {burst.get('rss_mb')}"
     )
     per_kind = [
         f"{kind} {g['mean']:,} ({g['min']:,}-{g['max']:,}, n={g['n']})"

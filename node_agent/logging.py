@@ -72,12 +72,12 @@ def shared_processors() -> list[Any]:
     ]
 
 
+_JSON = structlog.processors.JSONRenderer()
+
+
 def json_line(event_dict: MutableMapping[str, Any]) -> str:
     """An event dict (after ``shared_processors``) as the JSON line this process would write."""
     return str(_JSON(None, "", structlog.processors.format_exc_info(None, "", event_dict)))
-
-
-_JSON = structlog.processors.JSONRenderer()
 
 
 def renders_json_lines() -> bool:

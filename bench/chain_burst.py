@@ -47,7 +47,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 from eth_account import Account
@@ -75,6 +75,7 @@ PAYMENT = 10**12  # wei per paid delivery
 FULFILLED = Web3.keccak(text="SubscriptionFulfilled(uint32,address)").to_0x_hex()
 WALLET_CREATED = Web3.keccak(text="WalletCreated(address,address,address)").to_0x_hex()
 PROBE_EVERY = 0.005
+STEAL_MARGIN_SECONDS = 0.05
 IDLE_PROBE_SECONDS = 3.0
 
 TARGET_BLOCKS = 5
@@ -345,12 +346,22 @@ async def wait_until(check: Any, timeout: float, what: str, every: float = 0.1) 
 # --- the probe: the off-chain API while the burst runs (another process) ----------------------
 
 
+class Sample(NamedTuple):
+    """One probe answer; ``steal`` is the host's steal counter (seconds) read right after it."""
+
+    at: float
+    route: str
+    ms: float
+    status: int
+    steal: float
+
+
 def probe(base: str, stop: Any, out: Any) -> None:
     """Process body: GET /health and POST /api/jobs in turn every PROBE_EVERY seconds until
-    ``stop``; puts (wall time, route, ms, status) samples on ``out``."""
+    ``stop``; puts the ``Sample`` list on ``out``."""
 
     async def main() -> None:
-        samples: list[tuple[float, str, float, int]] = []
+        samples: list[Sample] = []
         connector = aiohttp.TCPConnector(limit=1)
         job = {"containers": ["echo"], "data": {"probe": True}}
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -366,15 +377,16 @@ def probe(base: str, stop: Any, out: Any) -> None:
                     request = session.post(f"{base}/api/jobs", json=job)
                 async with request as reply:
                     await reply.read()
-                samples.append((at, route, (time.perf_counter() - began) * 1000, reply.status))
+                ms = (time.perf_counter() - began) * 1000
+                samples.append(Sample(at, route, ms, reply.status, steal_seconds()))
                 await asyncio.sleep(PROBE_EVERY)
         out.put(samples)
 
     asyncio.run(main())
 
 
-def latency(samples: list[tuple[float, str, float, int]]) -> dict[str, Any]:
-    values = sorted(ms for _, _, ms, _ in samples)
+def latency(samples: list[Sample]) -> dict[str, Any]:
+    values = sorted(s.ms for s in samples)
     if not values:
         return {"n": 0}
 
@@ -386,8 +398,23 @@ def latency(samples: list[tuple[float, str, float, int]]) -> dict[str, Any]:
         "p50_ms": round(statistics.median(values), 2),
         "p99_ms": pct(0.99),
         "max_ms": round(values[-1], 2),
-        "errors": sum(1 for *_, status in samples if status >= 400),
+        "errors": sum(1 for s in samples if s.status >= 400),
     }
+
+
+def steal_around(samples: list[Sample], index: int, margin: float = STEAL_MARGIN_SECONDS) -> float:
+    """Host steal (ms, both CPUs) from ``margin`` before sample ``index`` was sent to ``margin``
+    after its answer. /proc/stat counts steal in 10 ms ticks, so a short theft may read 0 and
+    the margin catches the tick it was booked in: slow answers that coincide with the host
+    taking the CPU away are told apart from ones the node caused."""
+    sample = samples[index]
+    start = sample.at - margin
+    end = sample.at + sample.ms / 1000 + margin
+    before = next((s.steal for s in reversed(samples[:index]) if s.at + s.ms / 1000 <= start), None)
+    after = next((s.steal for s in samples[index:] if s.at + s.ms / 1000 >= end), None)
+    if before is None or after is None:
+        return 0.0
+    return round((after - before) * 1000, 1)
 
 
 # --- observation --------------------------------------------------------------------------------
@@ -649,8 +676,8 @@ async def measure(
     calls = by_method_delta(after, before)
     total_calls = sum(calls.values())
     delivered = len(found)
-    window = [s for s in samples if began <= s[0] <= delivered_at]
-    idle = [s for s in samples if s[0] <= idle_until]
+    window = [s for s in samples if began <= s.at <= delivered_at]
+    idle = [s for s in samples if s.at <= idle_until]
     sending = info.get("sending") or {}
     nonce_after = await chain.nonce(NODE.address)
     assert market.first_paid_id is not None
@@ -710,9 +737,14 @@ async def measure(
         "api": {
             # when the slow answers came, in seconds from the opening block (what held them)
             "over_10ms_at_s": [
-                [round(at - began, 2), route, round(ms, 1)]
-                for at, route, ms, _ in window
-                if ms > 10
+                [round(s.at - began, 2), s.route, round(s.ms, 1)] for s in window if s.ms > 10
+            ],
+            # host steal (ms) around each of those answers (see steal_around): > 0 means the VM
+            # lost its CPU meanwhile, which no code of the node can answer faster than
+            "over_10ms_host_steal_ms": [
+                steal_around(samples, i)
+                for i, s in enumerate(samples)
+                if began <= s.at <= delivered_at and s.ms > 10
             ],
             "idle_before": latency(idle),
             "all": latency(window),
@@ -796,6 +828,14 @@ def print_burst(burst: dict[str, Any]) -> None:
                 f"  API {route:<7} n={s['n']:5d} p50 {s['p50_ms']:6.2f} ms  p99 {s['p99_ms']:6.2f}"
                 f" ms  max {s['max_ms']:7.2f} ms  errors {s['errors']}"
             )
+    slow = burst["api"].get("over_10ms_at_s") or []
+    if slow:
+        stolen = burst["api"].get("over_10ms_host_steal_ms") or []
+        print(
+            f"  API answers over 10 ms: {len(slow)}, {sum(1 for ms in stolen if ms > 0)} of them"
+            f" while the host stole CPU (s from the opening, route, ms, steal ms around it):"
+            f" {[[*row, ms] for row, ms in zip(slow, stolen, strict=False)]}"
+        )
     lag = burst.get("event_loop_lag") or {}
     if lag:
         over = ", ".join(

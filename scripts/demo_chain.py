@@ -14,7 +14,8 @@ makes its Wallet, the config gets ``payment_address`` and ``accepted_payments`` 
 demo-transform) and the node restarts; the deployer sets the protocol fee, a consumer creates and
 funds its own Wallet through the WalletFactory and lets the consumer contract spend it, opens a paid
 subscription (3 intervals), and every paid delivery is printed with the node Wallet's balance and
-the fee recipient's cut (read at the delivery's block); ``node-agent wallet show`` ends it.
+the fee recipient's cut (read at the delivery's block); ``node-agent wallet show`` and ``wallet
+withdraw`` (the earnings to the node key) end it.
 Everything is stopped (agent, then anvil) — also on errors and Ctrl-C.
 
     .venv/bin/python scripts/demo_chain.py --config .demo/config.yaml --port 4000
@@ -543,6 +544,10 @@ async def run(base_config: Path, port: int, work: Path, free: str, paid_containe
                 "wallet", "show", "--config", str(agent.config), "--state-dir", str(agent.state)
             )
             print(f"\n== node-agent wallet show\n{shown}", flush=True)
+            withdrawn = await node_agent_cli(
+                "wallet", "withdraw", "--amount", "all", "--config", str(agent.config)
+            )
+            print(f"\n== node-agent wallet withdraw --amount all\n{withdrawn}", flush=True)
     finally:
         if agent is not None:
             await agent.stop()

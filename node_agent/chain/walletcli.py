@@ -1,9 +1,10 @@
-"""``node-agent wallet create | approve | show``: the node's Infernet payment Wallet.
+"""``node-agent wallet create | approve | withdraw | show``: the node's Infernet payment Wallet.
 
 ``create`` makes a Wallet through the Registry's WalletFactory, owned by the node's key, approves
 that key as its spender for ETH and every accepted token, and prints the address to put in
-``chain.wallet.payment_address``; ``approve`` adds tokens later; ``show`` prints balances (locked
-and unlocked) and the proof requests the node's journal follows. The work is in
+``chain.wallet.payment_address``; ``approve`` adds tokens later; ``withdraw`` moves earnings (what
+is not locked for open proof requests) to the Wallet's owner, the node key; ``show`` prints
+balances (locked and unlocked) and the proof requests the node's journal follows. The work is in
 :mod:`node_agent.chain.walletops`, imported only when the command runs (it pulls in web3).
 """
 
@@ -25,14 +26,18 @@ ETH = "0x0000000000000000000000000000000000000000"
 
 def add_wallet_parser(sub: Any) -> None:
     wallet = sub.add_parser("wallet", help="the node's Infernet payment Wallet")
-    wallet.add_argument("action", choices=("create", "approve", "show"))
+    wallet.add_argument("action", choices=("create", "approve", "withdraw", "show"))
     wallet.add_argument("--config", type=Path, help="config file (default: $INFERNET_CONFIG_PATH)")
     wallet.add_argument("--state-dir", type=Path, help="the node's state (show: proof requests)")
     wallet.add_argument(
         "--token",
         action="append",
         default=[],
-        help="also approve / show this ERC-20 (repeatable; ETH and accepted_payments always)",
+        help="also approve / show this ERC-20 (repeatable; ETH and accepted_payments always);"
+        " withdraw: the one token to withdraw (default ETH)",
+    )
+    wallet.add_argument(
+        "--amount", help="withdraw: how much, in the token's smallest unit (wei), or 'all'"
     )
     wallet.add_argument(
         "--force", action="store_true", help="create: even when payment_address is a Wallet"
@@ -61,7 +66,20 @@ def wallet_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"config error: {exc.error}", file=sys.stderr)
         return 2
+    if args.action == "withdraw":
+        try:
+            token, amount = withdrawal(args.token, args.amount)
+        except ValueError as exc:
+            print(f"wallet withdraw: {exc}", file=sys.stderr)
+            return 2
+    elif args.amount is not None:
+        print("--amount is for withdraw", file=sys.stderr)
+        return 2
     try:
+        if args.action == "withdraw":
+            result = asyncio.run(ops.withdraw(config, key, token, amount))
+            print(json.dumps(result, indent=2) if args.json else render_withdrawal(result))
+            return 0
         if args.action == "show":
             state = resolve_state_dir(config, args.state_dir) / STATE_FILE
             report = asyncio.run(ops.show(config, key, tokens, state))
@@ -76,6 +94,36 @@ def wallet_command(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(result, indent=2) if args.json else render_change(result))
     return 0
+
+
+def withdrawal(tokens: list[str], amount: str | None) -> tuple[str, int | None]:
+    """The token (ETH unless one --token) and amount (None: all unlocked) of a withdrawal."""
+    if len(tokens) > 1:
+        raise ValueError("one --token at a time")
+    token = tokens[0] if tokens else ETH
+    if amount is None:
+        raise ValueError("--amount is required (in wei, or 'all')")
+    if amount.strip().lower() == "all":
+        return token, None
+    try:
+        value = int(amount)
+    except ValueError:
+        raise ValueError(f"--amount {amount!r} is not a whole number of wei or 'all'") from None
+    if value <= 0:
+        raise ValueError("--amount must be positive")
+    return token, value
+
+
+def render_withdrawal(result: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"Withdrew {result['amount']} {_token_name(result['token'])} from"
+            f" {result['payment_address']} to the node key {result['to']}",
+            f"  transaction {result['tx']} (block {result['block']})",
+            f"  left in the Wallet: {result['unlocked_after']} unlocked,"
+            f" {result['locked_after']} locked",
+        ]
+    )
 
 
 def render_change(result: dict[str, Any]) -> str:

@@ -1,11 +1,15 @@
 """The chain side of ``node-agent wallet``: create the node's Wallet through the WalletFactory,
-approve the node key as its spender, read balances and the journal's proof requests.
+approve the node key as its spender, withdraw its earnings, read balances and the journal's
+proof requests.
 
 The node key is approved for the maximum, once per token: a verifier's stake is locked with
 ``cLock(node key, ...)``, the Coordinator gives the allowance back when a stake is unlocked, and
 the Infernet node's re-approval per delivery raced with itself. Transactions are signed with the
-node's key: run ``create``/``approve`` while the node is stopped, so the two never pick the same
-nonce. The key is never printed.
+node's key, at its pending nonce. Beside a running node a command may take a nonce the node had
+signed a delivery for: the node then signs that delivery again under a fresh nonce
+(``Outbox.resign``), and a command whose nonce the node used first says so instead of waiting.
+``create``/``approve`` are set-up steps (the node needs a restart to use a new Wallet anyway);
+``withdraw`` is meant to run beside the node. The key is never printed.
 """
 
 from __future__ import annotations
@@ -108,11 +112,12 @@ class _Chain:
             raise WalletError(f"the transaction would revert: {exc}") from None
         _, _, base_fee = await self.rpc.head()
         max_fee, priority = policy.fees(base_fee)
+        nonce = await self.rpc.nonce(self.key.address)
         raw, tx_hash = self.key.sign(
             {
                 "type": 2,
                 "chainId": await self.rpc.chain_id(),
-                "nonce": await self.rpc.nonce(self.key.address),
+                "nonce": nonce,
                 "to": to,
                 "data": data,
                 "value": 0,
@@ -129,6 +134,15 @@ class _Chain:
                 if int(receipt["status"]) != 1:
                     raise WalletError(f"transaction {tx_hash} reverted")
                 return receipt
+            if await self.rpc.nonce(self.key.address, "latest") > nonce:
+                # Mined at our nonce, but not ours (checked after the nonce moved on): the
+                # running node used it first, with higher fees.
+                if await self.rpc.receipt(tx_hash) is None:
+                    raise WalletError(
+                        f"nonce {nonce} of the node key was used by another transaction (the"
+                        " running node's); nothing was sent from the Wallet: run it again"
+                    )
+                continue
             await asyncio.sleep(0.2)
         raise WalletError(f"transaction {tx_hash} not mined within {RECEIPT_TIMEOUT:.0f} s")
 
@@ -176,18 +190,57 @@ async def approve(config: Config, key: NodeKey, tokens: list[str]) -> dict[str, 
         raise WalletError("no chain.wallet.payment_address (wallet create makes one)")
     chain = _Chain(config, key)
     try:
-        if not await chain.is_wallet(wallet):
-            raise WalletError(f"{wallet} is not a Wallet from the Registry's WalletFactory")
-        (owner,) = await chain.rpc.eth_call(wallet, abi.WALLET_OWNER)
-        if to_checksum_address(owner) != key.address:
-            raise WalletError(
-                f"{wallet} is owned by {to_checksum_address(owner)}, not the node key "
-                f"{key.address}: its owner must approve the node key"
-            )
+        await _owned_wallet(chain, wallet)
         approved = await chain.approve_all(wallet, tokens)
     finally:
         await chain.close()
     return {"payment_address": wallet, "owner": key.address, "approved": approved, "created": False}
+
+
+async def withdraw(config: Config, key: NodeKey, token: str, amount: int | None) -> dict[str, Any]:
+    """Move ``amount`` (None: all that is unlocked) of ``token`` from the node's Wallet to its
+    owner, the node key (the SDK's ``Wallet.withdraw`` pays ``msg.sender``). Checked first, so a
+    withdrawal that cannot succeed sends nothing: stakes locked for open proof requests stay."""
+    wallet, token = _configured(config), to_checksum_address(token)
+    if wallet is None:
+        raise WalletError("no chain.wallet.payment_address (wallet create makes one)")
+    chain = _Chain(config, key)
+    try:
+        await _owned_wallet(chain, wallet)
+        before = await _balance(chain, wallet, token)
+        unlocked, name = int(before["unlocked"]), before["token"]
+        wanted = unlocked if amount is None else amount
+        if wanted <= 0 or wanted > unlocked:
+            raise WalletError(
+                f"cannot withdraw {wanted} {name}: {unlocked} unlocked in {wallet}"
+                f" ({before['locked']} locked for open proof requests)"
+            )
+        receipt = await chain.transact(wallet, abi.WALLET_WITHDRAW.encode_call(token, wanted))
+        after = await _balance(chain, wallet, token)
+    finally:
+        await chain.close()
+    return {
+        "payment_address": wallet,
+        "token": name,
+        "amount": str(wanted),
+        "to": key.address,
+        "tx": "0x" + bytes(receipt["transactionHash"]).hex(),
+        "block": int(receipt["blockNumber"]),
+        "unlocked_after": after["unlocked"],
+        "locked_after": after["locked"],
+    }
+
+
+async def _owned_wallet(chain: _Chain, wallet: str) -> None:
+    """``wallet`` is a Wallet of the Registry's factory owned by the node key, or WalletError."""
+    if not await chain.is_wallet(wallet):
+        raise WalletError(f"{wallet} is not a Wallet from the Registry's WalletFactory")
+    (owner,) = await chain.rpc.eth_call(wallet, abi.WALLET_OWNER)
+    if to_checksum_address(owner) != chain.key.address:
+        raise WalletError(
+            f"{wallet} is owned by {to_checksum_address(owner)}, not the node key "
+            f"{chain.key.address}: only its owner may approve or withdraw"
+        )
 
 
 def _configured(config: Config) -> str | None:

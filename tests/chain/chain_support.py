@@ -347,6 +347,27 @@ async def deliveries(consumer: Any) -> int:
     return int(await consumer.functions.deliveryCount().call())
 
 
+async def send_at_nonce(
+    dep: Deployment, key: str, nonce: int, max_fee: int, priority_fee: int
+) -> Any:
+    """1 wei from ``key`` to the deployer at ``nonce``: another program using a node's key.
+    The transaction's hash."""
+    w3 = dep.chain.w3
+    signed = Account.from_key(key).sign_transaction(
+        {
+            "type": 2,
+            "chainId": await w3.eth.chain_id,
+            "nonce": nonce,
+            "to": dep.chain.account.address,
+            "value": 1,
+            "gas": 21_000,
+            "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": priority_fee,
+        }
+    )
+    return await w3.eth.send_raw_transaction(signed.raw_transaction)
+
+
 async def rpc(dep: Deployment, method: str, *params: Any) -> Any:
     """A raw JSON-RPC call to anvil (evm_mine, evm_setAutomine, anvil_* ...)."""
     reply = await dep.chain.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]

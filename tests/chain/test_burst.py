@@ -28,12 +28,14 @@ from chain_support import (
     eventually,
     is_true,
     rpc,
+    send_at_nonce,
     settle,
     start_node,
     subscription_consumer,
 )
 from eth_account import Account
 from test_agent_processes import funded_agent, http_client, nonce_of
+from web3.exceptions import TransactionNotFound
 
 from node_agent.chain import journal as jr
 from node_agent.chain.devnet import Anvil
@@ -130,23 +132,50 @@ async def test_burst_is_sent_at_once_with_local_nonces_and_delivered_once_each(
         await node.stop(1)
 
 
-async def test_a_transaction_lost_by_the_pool_is_sent_again_and_the_queue_moves_on(
-    deployment: Deployment, service_container: HttpRunner, tmp_path: Path
-) -> None:
-    dep, count = deployment, 6
+@asynccontextmanager
+async def burst_in_the_pool(
+    dep: Deployment, runner: HttpRunner, state: Path, count: int
+) -> AsyncIterator[tuple[ChainService, Any, list[int]]]:
+    """``count`` subscriptions opening together and a node whose deliveries of them are all
+    signed and in the pool, none mined yet: (node, consumer, subscription ids)."""
     consumer = await subscription_consumer(dep)
     ids = await open_together(dep, consumer, count)
-    node = await start_node(dep, service_container, NODE_KEY, tmp_path, onchain=QUIET)
+    node = await start_node(dep, runner, NODE_KEY, state, onchain=QUIET)
     try:
         await eventually(lambda: is_true(node.status()["tracked_subscriptions"] == count))
         await dep.chain.advance(PERIOD + 1)
         await eventually(lambda: equals(pool_count(dep), count), what="the burst in the pool")
-        lost = next(
-            t.tx_hash
-            for txs in (await node.journal.unconfirmed()).values()
-            for t in txs
-            if t.nonce == 2
-        )
+        yield node, consumer, ids
+    finally:
+        await node.stop(1)
+
+
+async def signed_at(node: ChainService, nonce: int) -> jr.TxRecord:
+    pending = await node.journal.unconfirmed()
+    return next(t for txs in pending.values() for t in txs if t.nonce == nonce)
+
+
+async def delivered_once_each(
+    dep: Deployment, node: ChainService, consumer: Any, ids: list[int], runner: HttpRunner
+) -> dict[str, Any]:
+    """Mine until every interval is delivered; each was delivered and computed once. The
+    node's sending counters."""
+    await rpc(dep, "evm_mine")
+    await eventually(lambda: equals(deliveries(consumer), len(ids)))
+    await settle(node, dep)
+    assert await delivered_by_interval(consumer) == {(i, 1): [NODE] for i in ids}
+    assert len(runner.calls) == len(ids)  # sent again or signed again, never computed again
+    states = {(k, i): s for k, i, s, _ in await node.journal.deliveries()}
+    assert states == {(f"s:{i}", 1): jr.CONFIRMED for i in ids}
+    return dict(node.status()["sending"])
+
+
+async def test_a_transaction_lost_by_the_pool_is_sent_again_and_the_queue_moves_on(
+    deployment: Deployment, service_container: HttpRunner, tmp_path: Path
+) -> None:
+    dep, count = deployment, 6
+    async with burst_in_the_pool(dep, service_container, tmp_path, count) as (node, consumer, ids):
+        lost = (await signed_at(node, 2)).tx_hash
         # The pool loses nonce 2 (anvil drops what depends on it too): 3..5 wait behind a gap.
         await rpc(dep, "anvil_dropTransaction", lost)
         assert await pool_count(dep) == 2
@@ -154,17 +183,36 @@ async def test_a_transaction_lost_by_the_pool_is_sent_again_and_the_queue_moves_
         assert await nonce_of(dep, NODE) == 2
 
         await eventually(lambda: equals(pool_count(dep), count), what="the gap sent again")
-        await rpc(dep, "evm_mine")
-        await eventually(lambda: equals(deliveries(consumer), count))
-        await settle(node, dep)
-        assert await delivered_by_interval(consumer) == {(i, 1): [NODE] for i in ids}
+        sending = await delivered_once_each(dep, node, consumer, ids, service_container)
         assert await nonce_of(dep, NODE) == count  # the same transactions: no filler, no copy
-        assert len(service_container.calls) == count  # sent again, never computed again
-        sending = node.status()["sending"]
         assert sending["gaps"] >= 1 and sending["resent"] >= count - 2
         assert sending["replaced"] == sending["filled"] == sending["resigned"] == 0
-    finally:
-        await node.stop(1)
+
+
+async def test_a_nonce_another_program_of_the_key_used_is_signed_again_and_delivered_once(
+    deployment: Deployment, service_container: HttpRunner, tmp_path: Path
+) -> None:
+    """Another program with the node's key (``node-agent wallet withdraw`` beside the node,
+    a second tool) gets a transaction mined at a nonce the node had signed a delivery for: the
+    node sees the nonce used with no receipt of its own and signs that delivery again under a
+    fresh nonce; every interval is delivered once and computed once."""
+    dep, count, w3 = deployment, 3, deployment.chain.w3
+    async with burst_in_the_pool(dep, service_container, tmp_path, count) as (node, consumer, ids):
+        signed = await signed_at(node, 1)
+        # The other program's transaction outbids the node's at nonce 1 and is mined instead.
+        other = await send_at_nonce(dep, NODE_KEY, 1, signed.max_fee * 2, signed.priority_fee * 2)
+        assert await pool_count(dep) == count
+        await rpc(dep, "evm_mine")
+        assert (await w3.eth.get_transaction_receipt(other))["status"] == 1
+        with pytest.raises(TransactionNotFound):  # the node's, replaced in the pool
+            await w3.eth.get_transaction_receipt(signed.tx_hash)
+
+        # The delivery comes again under nonce 3, once the node saw nonce 1 used without it.
+        await eventually(lambda: equals(pool_count(dep), count + 1), what="signed again")
+        sending = await delivered_once_each(dep, node, consumer, ids, service_container)
+        assert await nonce_of(dep, NODE) == count + 1  # the node's 3 and the other's 1
+        assert sending["resigned"] == 1
+        assert sending["filled"] == sending["replaced"] == 0
 
 
 def delivery_logs_asked(message: Any, block: int) -> bool:

@@ -66,4 +66,6 @@ def test_the_demo_shows_free_and_paid_subscriptions_and_the_wallet_growing(
 
     shown = out.split("== node-agent wallet show", 1)[1]
     assert re.search(r"^\s+ETH\s+27000000000000000\s+0\s+max$", shown, re.M), shown
+    withdrawn = out.split("== node-agent wallet withdraw --amount all", 1)[1]
+    assert "Withdrew 27000000000000000 ETH" in withdrawn and "0 unlocked, 0 locked" in withdrawn
     assert "59c6995e998f97a5" not in out + done.stderr  # the node key is never printed

@@ -29,6 +29,7 @@ from chain_support import (
     eventually,
     is_true,
     rpc,
+    send_at_nonce,
     settle,
 )
 from eth_account import Account
@@ -294,6 +295,10 @@ async def node_nonce(market: Market) -> int:
     return int(await market.dep.chain.w3.eth.get_transaction_count(NODE, "latest"))
 
 
+async def pool_nonce(market: Market) -> int:
+    return int(await market.dep.chain.w3.eth.get_transaction_count(NODE, "pending"))
+
+
 async def delivery_errors(node: ChainService) -> dict[str, str | None]:
     path = node.journal.path
 
@@ -364,6 +369,55 @@ async def test_paid_eth_and_erc20_subscriptions_are_delivered_and_paid_to_the_we
         assert await asyncio.to_thread(cli.main, ["wallet", "show", "--config", str(config)]) == 0
         text = capsys.readouterr().out
         assert wallet in text and "node key" in text and NODE_KEY[2:] not in text
+
+        # node-agent wallet withdraw: earnings to the Wallet's owner, the node key; a
+        # withdrawal that cannot succeed is refused before anything is sent
+        earned_eth = 10**16 - protocol(10**16)
+        earned_token = 5_000 + 1_700 - protocol(5_000) - protocol(1_700)
+        withdraw = ["wallet", "withdraw", "--config", str(config)]
+        nonce = await node_nonce(market)
+        assert await asyncio.to_thread(cli.main, [*withdraw, "--amount", str(earned_eth + 1)]) == 1
+        refused = capsys.readouterr().err
+        assert f"{earned_eth} unlocked" in refused and NODE_KEY[2:] not in refused
+        assert await asyncio.to_thread(cli.main, [*withdraw, "--amount", "1.5"]) == 2
+        assert await asyncio.to_thread(cli.main, [*withdraw]) == 2
+        assert await node_nonce(market) == nonce  # nothing sent
+        capsys.readouterr()
+        before = await market.balance(NODE, ETH)
+        assert await asyncio.to_thread(cli.main, [*withdraw, "--amount", "1000", "--json"]) == 0
+        done = json.loads(capsys.readouterr().out)
+        receipt = await market.dep.chain.w3.eth.get_transaction_receipt(done["tx"])
+        gas = receipt["gasUsed"] * receipt["effectiveGasPrice"]
+        assert await market.balance(NODE, ETH) - before == 1000 - gas
+        assert await market.balance(wallet, ETH) == earned_eth - 1000
+        assert (done["to"], done["token"], done["amount"]) == (NODE, "ETH", "1000")
+        assert done["unlocked_after"] == str(earned_eth - 1000) and done["locked_after"] == "0"
+        held = await market.balance(NODE, token)
+        argv = [*withdraw, "--token", token, "--amount", "all"]
+        assert await asyncio.to_thread(cli.main, argv) == 0
+        text = capsys.readouterr().out
+        assert f"Withdrew {earned_token} {token}" in text and NODE_KEY[2:] not in text
+        assert await market.balance(NODE, token) - held == earned_token
+        assert await market.balance(wallet, token) == 0
+
+        # Beside a running node: the node used the withdrawal's nonce first (with higher
+        # fees); the command says so and stops instead of waiting for a receipt never coming.
+        dep, left = market.dep, earned_eth - 1000
+        await rpc(dep, "evm_setAutomine", False)
+        try:
+            mined = await node_nonce(market)
+            running = asyncio.create_task(
+                asyncio.to_thread(cli.main, [*withdraw, "--amount", "all"])
+            )
+            await eventually(lambda: equals(pool_nonce(market), mined + 1), what="in the pool")
+            await send_at_nonce(dep, NODE_KEY, mined, 10**11, 10**11)
+            await rpc(dep, "evm_mine")
+            assert await running == 1
+            refused = capsys.readouterr().err
+            assert f"nonce {mined} of the node key was used by another transaction" in refused
+            assert await market.balance(wallet, ETH) == left  # nothing left the Wallet
+        finally:
+            await rpc(dep, "evm_setAutomine", True)
 
 
 async def test_below_floor_and_unaccepted_tokens_are_skipped_with_their_reason(

@@ -36,6 +36,7 @@ from node_agent.errors import ConfigError, NodeAgentError
 
 MAX_UINT256 = 2**256 - 1
 RECEIPT_TIMEOUT = 120.0
+NONCE_USED_POLLS = 3  # polls (0.2 s apart) that see our nonce used without our receipt
 
 
 class WalletError(NodeAgentError):
@@ -128,6 +129,7 @@ class _Chain:
         )
         await self.rpc.send_raw(raw)
         deadline = time.monotonic() + RECEIPT_TIMEOUT
+        passed = 0  # polls that found the nonce used and still no receipt of ours
         while time.monotonic() < deadline:
             receipt = await self.rpc.receipt(tx_hash)
             if receipt is not None and receipt.get("blockNumber") is not None:
@@ -135,14 +137,14 @@ class _Chain:
                     raise WalletError(f"transaction {tx_hash} reverted")
                 return receipt
             if await self.rpc.nonce(self.key.address, "latest") > nonce:
-                # Mined at our nonce, but not ours (checked after the nonce moved on): the
+                # Mined at our nonce but not ours (a lagging endpoint gets a few polls): the
                 # running node used it first, with higher fees.
-                if await self.rpc.receipt(tx_hash) is None:
+                passed += 1
+                if passed >= NONCE_USED_POLLS:
                     raise WalletError(
                         f"nonce {nonce} of the node key was used by another transaction (the"
                         " running node's); nothing was sent from the Wallet: run it again"
                     )
-                continue
             await asyncio.sleep(0.2)
         raise WalletError(f"transaction {tx_hash} not mined within {RECEIPT_TIMEOUT:.0f} s")
 

@@ -6,7 +6,8 @@
 # node restarted with the chain enabled, a recurring and a delegated subscription fulfilled,
 # the delivered outputs read back from the chain; then a paid subscription (the node's Wallet
 # from `node-agent wallet create`, a consumer's funded Wallet, the node Wallet's balance printed
-# per paid delivery, `node-agent wallet show`). DEMO_CHAIN=0 skips the on-chain part.
+# per paid delivery, `node-agent wallet show` and `wallet withdraw`). DEMO_CHAIN=0 skips the
+# on-chain part.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

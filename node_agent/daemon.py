@@ -16,7 +16,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,39 @@ class Daemon:
     # --- start -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self._release_after_failed_start()
+            raise
+
+    async def _release_after_failed_start(self) -> None:
+        """A start that failed part-way (an unreadable certificate, a port in use) gives back
+        what it took, newest first: the listening socket, tasks, threads of the job store, the
+        HTTP session. Each step on its own: one failing must not keep the others."""
+        self.stopping.set()
+        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+            ("chain", lambda: self._stop_chain(0)),
+            ("server", lambda: self._runner.cleanup() if self._runner else asyncio.sleep(0)),
+            ("tasks", self.tasks.cancel_all),
+        ]
+        for name in ("workloads", "provider", "manager"):
+            part = getattr(self, name, None)
+            if part is not None:
+                steps.append((name, part.stop))
+        store = getattr(self, "store", None)
+        if store is not None:
+            steps.append(("store", store.close))
+        if self._session is not None:
+            self._client.close()
+            steps.append(("session", self._session.close))
+        for name, step in steps:
+            try:
+                await step()
+            except Exception as exc:
+                log.warning("failed_start_release_failed", part=name, error=repr(exc)[:300])
+
+    async def _start(self) -> None:
         config = self.config
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._session = ServiceClient.make_session()

@@ -7,15 +7,18 @@ from __future__ import annotations
 import asyncio
 import ssl
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from node_agent.api.tls import TlsCertificate
 from node_agent.config import load_config
+from node_agent.daemon import Daemon
 from tests.conftest import unmanaged_config
-from tests.support.agent import running_agent
+from tests.support.agent import make_config, running_agent
 from tests.support.service import ProtocolService
 from tests.workloads.support import eventually, make_key
 
@@ -112,14 +115,60 @@ async def test_tls_serves_https_only_and_reloads_a_renewed_certificate(
         assert await served_certificate(port) == der_of(third)
 
 
+async def test_reloads_at_once_during_handshakes_leave_the_serving_context_alone(
+    tmp_path: Path,
+) -> None:
+    """SIGHUP and the file watch may reload together while the loop makes handshakes. Loading
+    a pair into the serving ``SSL_CTX`` from those threads crashed the process (OpenSSL does not
+    allow it); now each reload builds a context of its own and new connections are moved to it.
+    Every handshake gets one of the two valid pairs, and the serving context is the first."""
+    first, first_key = self_signed(tmp_path / "first", "first")
+    second, second_key = self_signed(tmp_path / "second", "second")
+    tls = TlsCertificate(first, first_key)
+    serving = tls.context
+
+    async def hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0, ssl=tls.context)
+    port = server.sockets[0].getsockname()[1]
+    stop = threading.Event()
+
+    def reload_again_and_again(pair: tuple[Path, Path]) -> None:
+        while not stop.is_set():
+            tls.cert_file, tls.key_file = pair
+            tls.reload(force=True)
+
+    threads = [
+        threading.Thread(target=reload_again_and_again, args=(pair,))
+        for pair in [(first, first_key), (second, second_key)]
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        served = {await served_certificate(port) for _ in range(60)}
+    finally:
+        stop.set()
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
+        server.close()
+        await server.wait_closed()
+    assert served <= {der_of(first), der_of(second)} and served
+    assert tls.context is serving and tls.current is not serving
+
+
 async def test_unreadable_certificate_stops_the_start(
     services: dict[str, tuple[ProtocolService, str]], tmp_path: Path
 ) -> None:
     missing = tmp_path / "missing.pem"
     raw = unmanaged_config(services, server={"tls": {"cert_file": missing, "key_file": missing}})
+    daemon = Daemon(make_config(raw), tmp_path / "state")
     with pytest.raises(Exception, match=r"server\.tls: cannot load"):
-        async with running_agent(raw, tmp_path / "state"):
-            pass
+        await daemon.start()
+    # What the start took before it failed is given back: its HTTP session, the job store's
+    # threads (a caller that goes on, or a retry, leaks nothing).
+    assert daemon._session.closed
+    assert not daemon.store._writer.is_alive()
 
 
 @pytest.mark.parametrize("protect", [False, True])

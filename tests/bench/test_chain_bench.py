@@ -62,6 +62,10 @@ def test_quick_burst_writes_a_complete_report(tmp_path: Path) -> None:
     for route in ("idle_before", "all", "health", "jobs"):
         api = burst["api"][route]
         assert api["n"] > 0 and api["errors"] == 0 and api["p50_ms"] <= api["p99_ms"]
+    # each answer over 10 ms with the host's steal around it (ms, never negative)
+    slow, stolen = burst["api"]["over_10ms_at_s"], burst["api"]["over_10ms_host_steal_ms"]
+    assert len(slow) == len(stolen) and all(ms >= 0 for ms in stolen)
+    assert all(ms > 10 for _, _, ms in slow)
     assert {t["target"] for t in report["targets"]} == {
         "burst: blocks to every delivery",
         "burst: RPC calls per delivery",
@@ -71,3 +75,20 @@ def test_quick_burst_writes_a_complete_report(tmp_path: Path) -> None:
     assert (
         "== targets" in done.stdout and "of the lean consumer (ExampleLeanConsumer)" in done.stdout
     )
+
+
+def test_steal_around_a_slow_answer_counts_the_window_around_it() -> None:
+    """The host's steal booked from 50 ms before a slow answer was sent to 50 ms after it
+    came (``/proc/stat`` counts in 10 ms ticks, so the tick a short theft lands in may come a
+    little before or after the answer)."""
+    from chain_burst import Sample, steal_around
+
+    # answers every 10 ms, 2 ms each; the steal counter (s) read after each answer
+    steal = [0.0] * 10 + [0.02] * 5 + [0.05] * 10
+    samples = [Sample(i / 100, "jobs", 2.0, 200, s) for i, s in enumerate(steal)]
+    samples[12] = samples[12]._replace(ms=30.0)  # a slow answer, sent at 0.12 s
+    # from the last answer done by 0.07 s (#6: 0.00) to the first done after 0.20 s (#20: 0.05)
+    assert steal_around(samples, 12) == 50.0
+    assert steal_around(samples, 8) == 20.0  # #2 (0.00) to #14, done at 0.142 s (0.02)
+    assert steal_around(samples, 2) == 0.0  # no answer done 50 ms before it: not judged
+    assert steal_around(samples, 20) == 0.0  # no answer 50 ms after it: not judged

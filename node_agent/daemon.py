@@ -114,34 +114,13 @@ class Daemon:
         try:
             await self._start()
         except BaseException:
-            await self._release_after_failed_start()
+            # A start that failed part-way (an unreadable certificate, a port in use) gives
+            # back what it took: a caller that goes on, or a retry, leaks nothing.
+            self.stopping.set()
+            await self._stop_chain(0)
+            with contextlib.suppress(Exception):  # logged there; the start's error is the one
+                await self._close()
             raise
-
-    async def _release_after_failed_start(self) -> None:
-        """A start that failed part-way (an unreadable certificate, a port in use) gives back
-        what it took, newest first: the listening socket, tasks, threads of the job store, the
-        HTTP session. Each step on its own: one failing must not keep the others."""
-        self.stopping.set()
-        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
-            ("chain", lambda: self._stop_chain(0)),
-            ("server", lambda: self._runner.cleanup() if self._runner else asyncio.sleep(0)),
-            ("tasks", self.tasks.cancel_all),
-        ]
-        for name in ("workloads", "provider", "manager"):
-            part = getattr(self, name, None)
-            if part is not None:
-                steps.append((name, part.stop))
-        store = getattr(self, "store", None)
-        if store is not None:
-            steps.append(("store", store.close))
-        if self._session is not None:
-            self._client.close()
-            steps.append(("session", self._session.close))
-        for name, step in steps:
-            try:
-                await step()
-            except Exception as exc:
-                log.warning("failed_start_release_failed", part=name, error=repr(exc)[:300])
 
     async def _start(self) -> None:
         config = self.config
@@ -436,19 +415,37 @@ class Daemon:
         log.info("node_stopping", grace=grace, running=len(self.jobs.tasks))
         # Off-chain jobs and in-flight deliveries share the same grace period.
         drained, _ = await asyncio.gather(self.jobs.drain(grace), self._stop_chain(grace))
+        await self._close()
+        log.info("node_stopped", drained=drained)
+
+    async def _close(self) -> None:
+        """Give back what the start took, newest first, skipping what a start that failed
+        part-way never made. Every step runs though one fails (a store that cannot close must
+        not keep the socket open); the first failure is raised after the last step."""
+        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
         if self._runner is not None:
-            await self._runner.cleanup()
-        await self.tasks.cancel_all()
-        if self.workloads is not None:
-            # Workload containers keep running: the next start re-attaches them.
-            await self.workloads.stop()
-        await self.provider.stop()
-        await self.manager.stop()
-        await self.store.close()
+            steps.append(("server", self._runner.cleanup))
+        steps.append(("tasks", self.tasks.cancel_all))
+        # Workload containers keep running: the next start re-attaches them.
+        for name in ("workloads", "provider", "manager"):
+            part = getattr(self, name, None)
+            if part is not None:
+                steps.append((name, part.stop))
+        store = getattr(self, "store", None)
+        if store is not None:
+            steps.append(("store", store.close))
         if self._session is not None:
             self._client.close()
-            await self._session.close()
-        log.info("node_stopped", drained=drained)
+            steps.append(("session", self._session.close))
+        failure: Exception | None = None
+        for name, step in steps:
+            try:
+                await step()
+            except Exception as exc:
+                log.error("node_close_failed", part=name, error=repr(exc)[:300])
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
 
 async def run_daemon(

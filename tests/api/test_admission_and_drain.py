@@ -169,3 +169,23 @@ async def test_remote_container_gets_bearer_token(
         async with http.get(f"{url}/api/jobs?id={job_id}&wait=5") as resp:
             assert (await resp.json())[0]["status"] == "success"
     assert services["first"][0].authorizations == ["Bearer t0ken"]
+
+
+async def test_a_part_that_fails_to_stop_does_not_keep_the_others_open(
+    services: dict[str, tuple[ProtocolService, str]], tmp_path: Path
+) -> None:
+    """Stopping goes on past a part that fails (here the provider services): the job store
+    still closes, the HTTP session too, and the failure is raised at the end."""
+    daemon = Daemon(make_config(unmanaged_config(services)), tmp_path / "state")
+    await daemon.start()
+    await daemon.containers_ready.wait()
+
+    async def broken_stop() -> None:
+        raise RuntimeError("provider stop failed")
+
+    daemon.provider.stop = broken_stop  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="provider stop failed"):
+        await daemon.stop()
+    assert daemon._session.closed
+    assert not daemon.store._writer.is_alive()
+    assert daemon._runner is not None and not daemon._runner.sites  # the port is given back
